@@ -1,0 +1,161 @@
+"""Segment an image or a volume with one model or an ensemble, at the input's original size.
+
+A :class:`Predictor` holds loaded networks and the inference settings from their model card
+(threshold, flip test-time augmentation, minimum lesion size), so every app uses the settings the
+model was validated with unless the user overrides them. Slices go through the network in
+batches; probabilities are averaged over TTA flips and over ensemble members, then mapped back to
+the original geometry, and only then thresholded (:func:`binarize`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from metaseg_viewer.checkpoints import ModelCard, load_checkpoint
+from metaseg_viewer.config import InferenceConfig
+from metaseg_viewer.lesions import remove_small_components
+from metaseg_viewer.preprocessing import preprocess, restore
+from metaseg_viewer.registry import MODEL_NAMES, EnsembleCard, resolve_model
+from metaseg_viewer.scan import Scan
+
+Progress = Callable[[int, int], None]
+"""Called as ``progress(slices_done, slices_total)``; raising from it cancels the prediction."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Result at the input's size: ``probabilities`` float32 and ``mask`` bool, both ``(Z, H, W)``."""
+
+    probabilities: np.ndarray
+    mask: np.ndarray
+    enhanced: np.ndarray  # (Z, H, W) uint8, the CLAHE image the network saw (before resizing)
+    settings: InferenceConfig
+    model_name: str
+    model_version: str  # sha256 prefix of the weights (members joined with "+")
+    seconds: float
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def binarize(probabilities: np.ndarray, threshold: float, min_lesion_size: int = 0, volume: bool = False) -> np.ndarray:
+    """Threshold ``(Z, H, W)`` probabilities (``p >= threshold``) and drop small components.
+
+    Components are 3-D when ``volume`` is true, otherwise found per 2-D slice.
+    """
+    mask = probabilities >= threshold
+    if min_lesion_size > 1:
+        if volume:
+            mask = remove_small_components(mask, min_lesion_size)
+        else:
+            mask = np.stack([remove_small_components(s, min_lesion_size) for s in mask])
+    return mask
+
+
+class Predictor:
+    """Loaded network(s) plus default inference settings; call :meth:`predict`."""
+
+    def __init__(
+        self,
+        members: list[tuple[object, ModelCard]],
+        name: str,
+        defaults: InferenceConfig,
+        device: str,
+        batch_size: int = 8,
+    ) -> None:
+        if not members:
+            raise ValueError("a predictor needs at least one model")
+        self.members = members
+        self.name = name
+        self.defaults = defaults
+        self.device = device
+        self.batch_size = batch_size
+
+    @classmethod
+    def load(cls, model: str | Path = "ensemble", device: str | None = None, batch_size: int = 8) -> Predictor:
+        """Load a shipped model by name (``unetpp``, ``attention-unet``, ``ensemble``) or a checkpoint path."""
+        device = device or default_device()
+        resolved = resolve_model(model)
+        if isinstance(resolved, EnsembleCard):
+            members = [load_checkpoint(p, device) for p in resolved.members]
+            return cls(members, resolved.name, resolved.inference, device, batch_size)
+        net, card = load_checkpoint(resolved[0], device)
+        name = str(model) if str(model) in MODEL_NAMES else card.name
+        return cls([(net, card)], name, card.inference, device, batch_size)
+
+    @property
+    def version(self) -> str:
+        return "+".join(card.sha256[:12] for _, card in self.members)
+
+    def predict(
+        self,
+        scan: Scan,
+        threshold: float | None = None,
+        tta: bool | None = None,
+        min_lesion_size: int | None = None,
+        progress: Progress | None = None,
+    ) -> Prediction:
+        """Segment every slice of ``scan``; ``None`` settings come from the model card."""
+        settings = self.defaults.override(threshold=threshold, tta=tta, min_lesion_size=min_lesion_size)
+        start = time.perf_counter()
+        probabilities, enhanced = self.probabilities(scan.pixels, settings.tta, progress)
+        mask = binarize(probabilities, settings.threshold, settings.min_lesion_size, scan.is_volume)
+        return Prediction(
+            probabilities=probabilities,
+            mask=mask,
+            enhanced=enhanced,
+            settings=settings,
+            model_name=self.name,
+            model_version=self.version,
+            seconds=time.perf_counter() - start,
+        )
+
+    def probabilities(
+        self, pixels: np.ndarray, tta: bool, progress: Progress | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Mean member probability ``(Z, H, W)`` and the CLAHE image of the first member."""
+        stack = pixels[None] if pixels.ndim == 2 else pixels
+        total = len(self.members) * stack.shape[0]
+        done = 0
+        summed: np.ndarray | None = None
+        enhanced: np.ndarray | None = None
+        cache: dict[object, object] = {}
+        for net, card in self.members:
+            prepared = cache.get(card.preprocess)
+            if prepared is None:
+                prepared = cache[card.preprocess] = preprocess(stack, card.preprocess)
+            if enhanced is None:
+                enhanced = prepared.enhanced
+            network_probs = np.empty_like(prepared.network_input)
+            for begin in range(0, stack.shape[0], self.batch_size):
+                batch = prepared.network_input[begin : begin + self.batch_size]
+                network_probs[begin : begin + len(batch)] = network_probabilities(net, batch, tta, self.device)
+                done += len(batch)
+                if progress is not None:
+                    progress(done, total)
+            member = restore(network_probs, prepared.geometry)
+            summed = member if summed is None else summed + member
+        assert summed is not None and enhanced is not None
+        return summed / len(self.members), enhanced
+
+
+def network_probabilities(net: object, batch: np.ndarray, tta: bool, device: str) -> np.ndarray:
+    """Sigmoid output for preprocessed ``(N, S, S)`` input; with ``tta``, averaged with the
+    horizontally flipped input's (flipped back). Training's validation calls this too."""
+    import torch
+
+    with torch.inference_mode():
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))[:, None].to(device)
+        probs = torch.sigmoid(net(x).float())
+        if tta:
+            flipped = torch.sigmoid(net(torch.flip(x, dims=[-1])).float())
+            probs = (probs + torch.flip(flipped, dims=[-1])) / 2
+        return probs[:, 0].cpu().numpy()

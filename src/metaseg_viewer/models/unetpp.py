@@ -1,0 +1,33 @@
+"""Nested U-Net (U-Net++, Zhou et al. 2018) from segmentation-models-pytorch.
+
+Encoder and decoder widths are configuration. The default, a MobileNetV2 encoder with a slim
+decoder (3.3 M parameters, 13 MB as float32 safetensors), trains at about 55 ms per 128x128
+crop on 2 CPU cores (measured with a forward+backward+AdamW step at batch 16); a ResNet-18
+encoder was 5x slower and its weights would not fit the 16 MB limit. Nothing is downloaded:
+``encoder_weights=None`` always.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import segmentation_models_pytorch as smp
+
+from metaseg_viewer.models.base import Segmenter
+
+
+def build_unetpp(
+    encoder: str = "mobilenet_v2",
+    encoder_depth: int = 5,
+    decoder_channels: Sequence[int] = (64, 32, 24, 16, 8),
+) -> Segmenter:
+    """One input channel (preprocessed FLAIR), one logit channel."""
+    net = smp.UnetPlusPlus(
+        encoder_name=encoder,
+        encoder_depth=encoder_depth,
+        encoder_weights=None,
+        decoder_channels=tuple(decoder_channels),
+        in_channels=1,
+        classes=1,
+    )
+    return Segmenter(net, divisor=2**encoder_depth)

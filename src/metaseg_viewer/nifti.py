@@ -1,0 +1,150 @@
+"""NIfTI-1/NIfTI-2 input (reoriented to axial slices) and NIfTI mask output.
+
+Reading brings every volume to axis codes ``("S", "P", "L")`` for ``(z, row, column)``: slice 0
+is the most inferior, rows run anterior to posterior and columns patient-right to patient-left
+(radiological display), whatever voxel order the file stores (sagittal, LPS, ...). The returned
+affine maps the new indices to the same RAS+ world points as the file's affine does for the
+stored ones; the file's affine is kept as ``source_affine`` so that masks can be written back in
+the file's own voxel order. Called through :mod:`metaseg_viewer.io`.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import BinaryIO
+
+import nibabel as nib
+import numpy as np
+from nibabel.fileholders import FileHolder
+from nibabel.orientations import (
+    aff2axcodes,
+    apply_orientation,
+    axcodes2ornt,
+    inv_ornt_aff,
+    io_orientation,
+    ornt_transform,
+)
+
+from metaseg_viewer.errors import InputError
+from metaseg_viewer.io import _DECODE_ERRORS, ACCEPTED_FORMATS, ReadLimits, _check_dims
+from metaseg_viewer.scan import Scan
+
+#: Axis codes of Scan.pixels for (z, row, column).
+AXIAL_CODES = ("S", "P", "L")
+
+
+def read_nifti(stream: BinaryIO, *, label: str, limits: ReadLimits) -> Scan:
+    """Read a NIfTI volume from a seekable binary stream (a file or a gzip stream over one).
+
+    The header is checked against ``limits`` before any voxel is read, so the stream is never
+    decompressed further than the header's own dimensions allow.
+    """
+    try:
+        first = stream.read(4)
+        stream.seek(0)
+        version = 2 if 540 in (struct.unpack("<i", first)[0], struct.unpack(">i", first)[0]) else 1
+        klass = nib.Nifti2Image if version == 2 else nib.Nifti1Image
+        image = klass.from_file_map({"image": FileHolder(fileobj=stream)})
+        header = image.header
+        shape = tuple(int(n) for n in header.get_data_shape())
+        dtype = header.get_data_dtype()
+        affine = np.asarray(image.affine, dtype=float)
+        spatial, notes = _spatial_shape(shape, label)
+        if header.get_data_offset() > limits.max_bytes:  # seeking there would inflate a .gz
+            raise InputError(f"{label}: NIfTI vox_offset {header.get_data_offset()} is beyond "
+                             "ReadLimits.max_bytes. Accepted: a NIfTI volume up to that size.")
+        transform = _to_axial(affine, label)
+        z, h, w = (spatial[int(axis)] for axis in transform[:, 0].argsort())
+        _check_dims(label, z, h, w, limits)
+        if dtype.kind not in "biuf":
+            raise InputError(f"{label}: NIfTI data type {dtype} not accepted. Accepted: a "
+                             "single-channel integer or float volume.")
+        raw = np.asarray(image.dataobj.get_unscaled()).reshape(spatial)
+    except InputError:
+        raise
+    except _DECODE_ERRORS as err:
+        raise InputError(f"{label}: the NIfTI file is truncated or corrupt ({err}). "
+                         f"Accepted: complete {ACCEPTED_FORMATS}.") from err
+    # The loaded header's scl_* are reset to nan; the proxy keeps the file's scaling.
+    slope, inter = float(image.dataobj.slope), float(image.dataobj.inter)
+    if slope != 1.0 or inter != 0.0:
+        data = raw.astype(np.float32) * np.float32(slope) + np.float32(inter)
+        notes.append("scl_slope/scl_inter applied, float32")
+    else:
+        data = raw if raw.dtype.isnative else raw.astype(raw.dtype.newbyteorder("="))
+    pixels = np.ascontiguousarray(apply_orientation(data, transform))
+    new_affine = affine @ inv_ornt_aff(transform, spatial)
+    spacing = tuple(float(np.linalg.norm(new_affine[:3, i])) for i in range(3))
+    stored = "".join(str(c) for c in aff2axcodes(affine))
+    notes.insert(0, f"NIfTI-{version} volume {shape} stored as {stored}, reoriented to "
+                    f"{''.join(AXIAL_CODES)} (axial slices, inferior first)")
+    return Scan(pixels=pixels, spacing=spacing, affine=new_affine, source_affine=affine,
+                is_volume=True, source=label, description=", ".join(notes))
+
+
+def write_mask(mask3d: np.ndarray, scan: Scan, path: str | os.PathLike[str]) -> None:
+    """Implementation of :func:`metaseg_viewer.io.write_mask_nifti` (see there)."""
+    if not str(path).endswith((".nii", ".nii.gz")):
+        raise InputError(f"{path}: a NIfTI mask path must end in .nii or .nii.gz")
+    labels = _as_labels(mask3d, scan.shape)
+    if scan.source_affine is not None:
+        affine = np.asarray(scan.source_affine, dtype=float)
+        back = ornt_transform(axcodes2ornt(AXIAL_CODES), io_orientation(affine))
+        data, code = apply_orientation(labels, back), 1
+    elif scan.affine is not None:
+        data, code = labels.transpose(2, 1, 0), 1
+        affine = np.asarray(scan.affine, dtype=float)[:, [2, 1, 0, 3]]
+    else:
+        dz, dy, dx = scan.spacing if scan.spacing is not None else (1.0, 1.0, 1.0)
+        data, code = labels.transpose(2, 1, 0), 0
+        affine = np.diag([dx, dy, dz if np.isfinite(dz) else 1.0, 1.0])
+    image = nib.Nifti1Image(np.ascontiguousarray(data, dtype=np.uint8), affine)
+    image.set_data_dtype(np.uint8)
+    image.header.set_xyzt_units("mm")
+    image.set_qform(affine, code=code)
+    image.set_sform(affine, code=code or 2)
+    nib.save(image, str(path))
+
+
+def _as_labels(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Check a mask against ``shape`` and return it as uint8 labels (bool → 0/1)."""
+    mask = np.asarray(mask)
+    if mask.shape != shape:
+        raise InputError(f"mask shape {mask.shape} does not match the scan's {shape}")
+    if mask.dtype == bool:
+        return mask.astype(np.uint8)
+    if mask.size and (not np.all(np.isfinite(mask)) or mask.min() < 0 or mask.max() > 255
+                      or not np.all(mask == np.round(mask))):
+        raise InputError("mask must hold bool or integer labels 0..255")
+    return mask.astype(np.uint8)
+
+
+def _spatial_shape(shape: tuple[int, ...], label: str) -> tuple[tuple[int, int, int], list[str]]:
+    """3-D shape to read: 2-D gets a slice axis; trailing singleton dimensions are dropped."""
+    notes = []
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+        notes.append("singleton trailing dimension dropped")
+    if len(shape) > 3:
+        raise InputError(f"{label}: {len(shape)}-D NIfTI volume (shape {shape}) not accepted: "
+                         "give one 3-D volume.")
+    if len(shape) < 2:
+        raise InputError(f"{label}: {len(shape)}-D NIfTI data (shape {shape}) not accepted: "
+                         "give a 2-D image or one 3-D volume.")
+    if len(shape) == 2:
+        shape = (*shape, 1)
+        notes.append("2-D image as one slice")
+    if 0 in shape:
+        raise InputError(f"{label}: the NIfTI volume has zero size {shape}. Accepted: "
+                         "volumes with at least one voxel along each axis.")
+    return (shape[0], shape[1], shape[2]), notes
+
+
+def _to_axial(affine: np.ndarray, label: str) -> np.ndarray:
+    """The nibabel orientation transform from the file's voxel axes to :data:`AXIAL_CODES`."""
+    ornt = io_orientation(affine)
+    if np.isnan(ornt).any():
+        raise InputError(f"{label}: the NIfTI affine is degenerate ({affine.tolist()}). "
+                         "Accepted: volumes whose affine maps voxel axes to distinct directions.")
+    return ornt_transform(ornt, axcodes2ornt(AXIAL_CODES))

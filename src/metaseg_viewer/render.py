@@ -1,0 +1,67 @@
+"""Pictures of a result for people: mask overlays with lesion outlines, and volume montages.
+
+Shared by the command line and the apps so an overlay looks the same everywhere.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def overlay(
+    image: np.ndarray,
+    mask: np.ndarray,
+    color: tuple[int, int, int] = (255, 40, 40),
+    alpha: float = 0.35,
+    outline: bool = True,
+) -> np.ndarray:
+    """RGB uint8 ``(H, W, 3)``: the 8-bit ``image`` with ``mask`` filled at ``alpha`` and outlined."""
+    if image.shape != mask.shape or image.ndim != 2:
+        raise ValueError(f"overlay needs a 2-D image and mask of one shape, got {image.shape} and {mask.shape}")
+    rgb = np.repeat(image.astype(np.uint8)[..., None], 3, axis=2)
+    m = mask.astype(bool)
+    if m.any():
+        tint = np.array(color, np.float32)
+        rgb[m] = np.clip((1 - alpha) * rgb[m] + alpha * tint, 0, 255).astype(np.uint8)
+        if outline:
+            contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+            cv2.drawContours(rgb, contours, -1, color, 1)
+    return rgb
+
+
+def slices_to_show(mask: np.ndarray, limit: int = 12) -> list[int]:
+    """Indices of up to ``limit`` slices of a ``(Z, H, W)`` mask: those with the largest lesion area
+    (in slice order), or evenly spaced slices when the mask is empty."""
+    z = mask.shape[0]
+    areas = mask.reshape(z, -1).sum(axis=1)
+    with_lesion = np.flatnonzero(areas)
+    if len(with_lesion) == 0:
+        return sorted({int(i) for i in np.linspace(0, z - 1, min(limit, z))})
+    largest = with_lesion[np.argsort(-areas[with_lesion], kind="stable")[:limit]]
+    return sorted(int(i) for i in largest)
+
+
+def montage(images: list[np.ndarray], columns: int = 4, labels: list[str] | None = None) -> np.ndarray:
+    """Tile equally sized RGB images into one picture, optionally labelled in the corner."""
+    if not images:
+        raise ValueError("montage needs at least one image")
+    h, w = images[0].shape[:2]
+    columns = min(columns, len(images))
+    rows = -(-len(images) // columns)
+    sheet = np.zeros((rows * h, columns * w, 3), np.uint8)
+    for i, img in enumerate(images):
+        r, c = divmod(i, columns)
+        tile = img.copy()
+        if labels:
+            cv2.putText(tile, labels[i], (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 0), 1, cv2.LINE_AA)
+        sheet[r * h : (r + 1) * h, c * w : (c + 1) * w] = tile
+    return sheet
+
+
+def overlay_stack(enhanced: np.ndarray, mask: np.ndarray, limit: int = 12) -> np.ndarray:
+    """One picture for a ``(Z, H, W)`` result: the slice itself for Z == 1, else a labelled montage."""
+    if enhanced.shape[0] == 1:
+        return overlay(enhanced[0], mask[0])
+    picks = slices_to_show(mask, limit)
+    return montage([overlay(enhanced[i], mask[i]) for i in picks], labels=[f"slice {i + 1}" for i in picks])

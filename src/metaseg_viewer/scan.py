@@ -1,0 +1,69 @@
+"""The one in-memory form of everything the library reads: :class:`Scan`.
+
+A 2-D image is a stack of one slice, so every consumer handles a single shape, ``(Z, H, W)``.
+Pixels keep the file's dtype (uint8, uint16, int16, float32, ...): windowing to 8 bits is a
+preprocessing step, not a reading step, so training and inference do it the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Scan:
+    """One image or a stack of axial slices, single channel.
+
+    Attributes:
+        pixels: ``(Z, H, W)`` array in the file's dtype; ``Z == 1`` for a 2-D image. For volumes
+            slice 0 is the most inferior (or, for non-axial DICOM, the first along the slice
+            normal); rows run anterior to posterior and columns patient-right to patient-left
+            (radiological display).
+        spacing: ``(dz, dy, dx)`` in millimetres, or ``None`` when the format does not say
+            (PNG, JPEG, TIFF). ``dz`` is ``nan`` for a single DICOM slice without thickness.
+        affine: 4x4 voxel-to-world matrix (RAS+, millimetres, nibabel's convention) for the
+            ``(z, row, column)`` indices of :attr:`pixels`, or ``None``.
+        source_affine: the file's own affine for NIfTI input, so a mask can be written back in the
+            file's voxel order (same shape and affine as the input); ``None`` otherwise.
+        is_volume: ``True`` for NIfTI and DICOM input: masks are written as NIfTI, not PNG.
+        source: the path (or upload name) the scan came from, for messages and output names.
+        description: how the pixels were obtained (e.g. "FLAIR channel of LGG 3-channel TIFF").
+    """
+
+    pixels: np.ndarray
+    spacing: tuple[float, float, float] | None = None
+    affine: np.ndarray | None = None
+    source_affine: np.ndarray | None = None
+    is_volume: bool = False
+    source: str = ""
+    description: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.pixels.ndim != 3:
+            raise ValueError(f"Scan.pixels must be (Z, H, W), got shape {self.pixels.shape}")
+
+    @property
+    def n_slices(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        z, h, w = self.pixels.shape
+        return int(z), int(h), int(w)
+
+    @property
+    def pixel_area_mm2(self) -> float | None:
+        """Area of one pixel in mm², or ``None`` when in-plane spacing is unknown."""
+        if self.spacing is None:
+            return None
+        return float(self.spacing[1] * self.spacing[2])
+
+    @property
+    def voxel_volume_mm3(self) -> float | None:
+        """Volume of one voxel in mm³, or ``None`` when any spacing is unknown."""
+        if self.spacing is None or not np.isfinite(self.spacing[0]):
+            return None
+        return float(np.prod(self.spacing))

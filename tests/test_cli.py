@@ -1,0 +1,60 @@
+"""``metaseg segment`` / ``metaseg models`` on real files, including a bad one among good ones."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import nibabel as nib
+import numpy as np
+import pytest
+
+from metaseg_viewer.cli import main
+from metaseg_viewer.samples import make_slice, make_volume
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> dict[str, Path]:
+    png = tmp_path / "slice.png"
+    cv2.imwrite(str(png), make_slice(size=128, seed=0).image)
+    volume = make_volume(n_slices=6, size=64, seed=0)
+    nii = tmp_path / "head.nii.gz"
+    data = np.transpose(volume.image, (2, 1, 0))[::-1, ::-1]  # (x, y, z) in RAS order
+    nib.save(nib.Nifti1Image(data.copy(), np.diag([0.9, 0.9, 3.0, 1.0])), nii)
+    bad = tmp_path / "notes.png"
+    bad.write_text("this is not an image")
+    return {"png": png, "nii": nii, "bad": bad}
+
+
+def test_segment_writes_mask_overlay_and_lesion_table(inputs: dict[str, Path], tmp_path: Path, tiny_checkpoint: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    code = main(["segment", str(inputs["png"]), str(inputs["bad"]), str(inputs["nii"]),
+                 "--model", str(tiny_checkpoint), "--out", str(out), "--threshold", "0.5"])
+    assert code == 1  # one input failed, the others were still written
+    err = capsys.readouterr().err
+    assert "notes.png" in err and "accepted" in err.lower()
+    mask = cv2.imread(str(out / "slice_mask.png"), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == (128, 128) and set(np.unique(mask)) <= {0, 255}
+    assert cv2.imread(str(out / "slice_overlay.png")).shape == (128, 128, 3)
+    header = next(csv.reader(open(out / "slice_lesions.csv")))
+    assert "size_px" in header and "mean_probability" in header
+    written = nib.load(out / "head_mask.nii.gz")
+    assert written.shape == (64, 64, 6)
+    np.testing.assert_allclose(written.affine, np.diag([0.9, 0.9, 3.0, 1.0]))
+    assert (out / "head_overlay.png").is_file() and (out / "head_lesions.csv").is_file()
+
+
+def test_unknown_model_is_a_clear_error(inputs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["segment", str(inputs["png"]), "--model", "resnet-magic"]) == 2
+    assert "unetpp" in capsys.readouterr().err
+
+
+def test_models_lists_the_registry() -> None:
+    result = subprocess.run([sys.executable, "-m", "metaseg_viewer.cli", "models"], capture_output=True, text=True, check=True)
+    for name in ("unetpp", "attention-unet", "ensemble"):
+        assert name in result.stdout
+    assert "validation" in result.stdout

@@ -1,0 +1,139 @@
+"""``python -m training``: layouts, patient split, and the real loop end to end on tiny runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import pytest
+
+from metaseg_viewer.samples import make_slice
+from training.cli import main
+from training.data import LayoutError, find_slices, split_volumes
+
+TINY = json.dumps({"channels": [4, 8, 16], "strides": [2, 2]})
+EVAL_KEYS = {"pooled_dice", "pooled_iou", "per_volume_dice_mean", "per_volume_dice_median", "lesion_sensitivity",
+             "lesion_precision", "lesion_f1", "lesionwise_dice", "hd95_median", "n_volumes", "n_slices",
+             "seconds_per_slice"}
+
+
+def _write_flat(root: Path, patients: int = 4, per_patient: int = 4, size: int = 64) -> Path:
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for p in range(patients):
+        for n in range(1, per_patient + 1):
+            s = make_slice(size=size, lesions=(6.0,) if n % 2 else (), seed=100 * p + n)
+            cv2.imwrite(str(root / "images" / f"P{p}_{n}.png"), s.image)
+            cv2.imwrite(str(root / "masks" / f"P{p}_{n}.png"), s.mask.astype("uint8") * 255)
+    return root
+
+
+def test_flat_layout_pairs_by_stem_and_volume_is_stem_prefix(tmp_path: Path) -> None:
+    slices = find_slices(_write_flat(tmp_path / "d", patients=2, per_patient=3))
+    assert [(s.volume, s.index) for s in slices] == [("P0", 1), ("P0", 2), ("P0", 3), ("P1", 1), ("P1", 2), ("P1", 3)]
+    assert all(s.mask.parent.name == "masks" and s.mask.stem == s.image.stem for s in slices)
+
+
+def test_real_layouts_are_detected(shared_data: Path) -> None:
+    kaggle = find_slices(shared_data / "lgg_kaggle3m_sample" / "kaggle_3m")
+    assert len({s.volume for s in kaggle}) == 3
+    assert all(s.mask.name == s.image.stem + "_mask.tif" for s in kaggle)
+    flair = find_slices(shared_data / "lgg_flair")
+    assert len({s.volume for s in flair}) == 88 and len(flair) == 3263
+    assert all(s.image.parent.name == "images" and s.mask.parent.name == "masks" for s in flair[:50])
+
+
+def test_layout_errors_name_the_offender(tmp_path: Path) -> None:
+    root = _write_flat(tmp_path / "d", patients=1, per_patient=2)
+    (root / "masks" / "P0_2.png").unlink()
+    with pytest.raises(LayoutError, match="P0_2.png has no mask"):
+        find_slices(root)
+    odd = tmp_path / "odd" / "patientX"
+    odd.mkdir(parents=True)
+    (odd / "notes.txt").write_text("hello")
+    with pytest.raises(LayoutError, match="patientX is in neither layout"):
+        find_slices(tmp_path / "odd")
+    with pytest.raises(LayoutError, match="does not exist"):
+        find_slices(tmp_path / "missing")
+
+
+def test_split_is_by_patient_seeded_and_disjoint() -> None:
+    volumes = [f"P{i}" for i in range(20) for _ in range(5)]
+    train, val = split_volumes(volumes, 0.2, seed=3)
+    assert not set(train) & set(val) and set(train) | set(val) == set(volumes)
+    assert len(val) == 4
+    assert split_volumes(volumes, 0.2, seed=3) == (train, val)
+    assert split_volumes(volumes, 0.2, seed=4) != (train, val)
+
+
+def _train(data: Path, out: Path, *extra: str) -> int:
+    return main(["train", "--data", str(data), "--out", str(out), "--arch", "attention-unet", "--model-params", TINY,
+                 "--samples-per-epoch", "16", "--batch-size", "8", "--crop", "32", "--val-fraction", "0.25",
+                 "--lr", "0.01", "--threads", "2", *extra])
+
+
+def test_training_loop_end_to_end_with_resume_and_evaluate(tmp_path: Path) -> None:
+    data = _write_flat(tmp_path / "data")
+    run = tmp_path / "run"
+    assert _train(data, run, "--epochs", "6", "--full-slice-fraction", "0.34") == 0
+    for name in ("config.json", "split.json", "metrics.csv", "curves.png", "best.safetensors", "best.json",
+                 "last.safetensors", "last.json", "state.pt"):
+        assert (run / name).is_file(), name
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert [r["phase"] for r in rows] == ["crops"] * 4 + ["slices"] * 2
+    losses = [float(r["train_loss"]) for r in rows]
+    assert min(losses[2:]) < losses[0]
+    split = json.loads((run / "split.json").read_text())
+    assert not set(split["train"]) & set(split["validation"])
+    card = json.loads((run / "best.json").read_text())
+    assert card["metrics"]["validation"]["volume_dice_mean"] >= 0 and card["training"]["validation_patients"]
+
+    out = tmp_path / "eval" / "result.json"
+    assert main(["evaluate", "--model", str(run / "best.safetensors"), "--data", str(data), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert EVAL_KEYS <= set(result)
+    assert all(isinstance(result[k], (int, float)) for k in EVAL_KEYS)
+    assert result["n_slices"] == 16 and result["n_volumes"] == 4
+    assert out.with_name("result_volumes.csv").is_file() and out.with_name("result_sheet.png").is_file()
+
+
+def test_ctrl_c_saves_and_resume_continues_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from training.sampling import SliceSampler
+
+    data = _write_flat(tmp_path / "data", patients=3, per_patient=2)
+    straight, resumed = tmp_path / "a", tmp_path / "b"
+    assert _train(data, straight, "--epochs", "3", "--val-every", "10") == 0
+
+    real_batch = SliceSampler.batch
+    calls = {"n": 0}
+
+    def interrupted_batch(self, size):  # Ctrl-C during the first step of epoch 3 (2 steps/epoch)
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real_batch(self, size)
+
+    monkeypatch.setattr(SliceSampler, "batch", interrupted_batch)
+    with pytest.raises(SystemExit) as stop:
+        _train(data, resumed, "--epochs", "3", "--val-every", "10")
+    assert stop.value.code == 130
+    assert len(list(csv.DictReader(open(resumed / "metrics.csv")))) == 2
+    monkeypatch.setattr(SliceSampler, "batch", real_batch)
+    assert main(["train", "--data", str(data), "--out", str(resumed), "--resume"]) == 0
+    a = [float(r["train_loss"]) for r in csv.DictReader(open(straight / "metrics.csv"))]
+    b = [float(r["train_loss"]) for r in csv.DictReader(open(resumed / "metrics.csv"))]
+    assert len(b) == 3
+    assert b == pytest.approx(a, rel=1e-5)
+
+
+def test_train_on_real_slices(shared_data: Path, tmp_path: Path) -> None:
+    data = tmp_path / "lgg"
+    for patient in sorted((shared_data / "lgg_flair").iterdir())[:3]:
+        if patient.is_dir():
+            shutil.copytree(patient, data / patient.name)
+    assert _train(data, tmp_path / "run", "--epochs", "2", "--crop", "64", "--val-fraction", "0.34") == 0
+    card = json.loads((tmp_path / "run" / "best.json").read_text())
+    assert len(card["training"]["validation_patients"]) == 1

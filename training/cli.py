@@ -1,0 +1,122 @@
+"""Argument parsing for ``python -m training``; each sub-command calls one library function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from metaseg_viewer.errors import MetaSegError
+from training.data import LayoutError
+
+from training.config import TrainConfig
+
+
+def _train_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train one network on a data folder",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d = TrainConfig(data="", out="")
+    p.add_argument("--data", required=True, help="folder in the kaggle_3m or images/+masks/ layout")
+    p.add_argument("--out", required=True, help="run folder (created; reused with --resume)")
+    p.add_argument("--arch", choices=["unetpp", "attention-unet"], default=d.arch)
+    p.add_argument("--model-params", type=json.loads, default={}, help='architecture arguments as JSON, e.g. \'{"channels": [16,32,64,128,256]}\'')
+    for name in ("epochs", "samples_per_epoch", "batch_size", "crop", "patience", "seed", "val_every"):
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
+    for name in ("lesion_fraction", "full_slice_fraction", "full_slice_lesion_fraction", "lr", "weight_decay", "val_fraction", "warmup_fraction", "val_from"):
+        p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
+    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget: the schedule (LR, phases) follows elapsed time and ends when it is spent")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+
+
+def _other_parsers(sub: argparse._SubParsersAction) -> None:
+    ev = sub.add_parser("evaluate", help="score a model on every slice of a data folder",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ev.add_argument("--model", default="ensemble", help="unetpp, attention-unet, ensemble or a .safetensors checkpoint")
+    ev.add_argument("--data", required=True, help="folder in the kaggle_3m or images/+masks/ layout")
+    ev.add_argument("--split", type=Path, default=None, help="split.json of a run: evaluate its validation patients only")
+    ev.add_argument("--json", type=Path, default=None, help="write the summary here (plus _volumes.csv and _sheet.png beside it)")
+    ev.add_argument("--threshold", type=float, default=None, help="default: the model card's")
+    ev.add_argument("--min-lesion-size", type=int, default=None, help="default: the model card's")
+    tta = ev.add_mutually_exclusive_group()
+    tta.add_argument("--tta", dest="tta", action="store_true", default=None)
+    tta.add_argument("--no-tta", dest="tta", action="store_false")
+    ev.add_argument("--device", default=None)
+    ex = sub.add_parser("export", help="tune a run's best checkpoint on its validation patients and ship it")
+    ex.add_argument("--run", type=Path, required=True)
+    ex.add_argument("--name", required=True, choices=["unetpp", "attention-unet"])
+    ex.add_argument("--to", type=Path, default=Path("src/metaseg_viewer/weights"))
+    ex.add_argument("--data", default=None, help="default: the run's data folder")
+    en = sub.add_parser("export-ensemble", help="tune the ensemble of shipped models and write its card")
+    en.add_argument("--split", type=Path, required=True, help="split.json shared by the members' runs")
+    en.add_argument("--data", required=True)
+    en.add_argument("--members", nargs="+", default=["unetpp", "attention-unet"])
+    en.add_argument("--to", type=Path, default=Path("src/metaseg_viewer/weights"))
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from metaseg_viewer.inference import Predictor
+    from training.data import find_slices
+    from training.evaluate import predict_folder, score, write_per_volume_csv, write_sheet
+
+    predictor = Predictor.load(args.model, device=args.device)
+    settings = predictor.defaults.override(threshold=args.threshold, tta=args.tta, min_lesion_size=args.min_lesion_size)
+    slices = find_slices(args.data)
+    if args.split:
+        keep = set(json.loads(args.split.read_text())["validation"])
+        slices = [s for s in slices if s.volume in keep]
+    predictions, seconds = predict_folder(predictor, slices, settings.tta)
+    summary, rows = score(predictions, settings.threshold, settings.min_lesion_size)
+    summary["seconds_per_slice"] = seconds
+    print(f"model {predictor.name} ({predictor.version}), settings {settings.to_dict()}")
+    for key, value in summary.items():
+        print(f"  {key:24s} {value:.4f}" if isinstance(value, float) else f"  {key:24s} {value}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({**summary, "model": predictor.name, "settings": settings.to_dict()}, indent=2) + "\n")
+        write_per_volume_csv(rows, args.json.with_name(args.json.stem + "_volumes.csv"))
+        write_sheet(predictions, settings.threshold, settings.min_lesion_size, args.json.with_name(args.json.stem + "_sheet.png"))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _train_parser(sub)
+    _other_parsers(sub)
+    args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except (MetaSegError, LayoutError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "evaluate":
+        return _evaluate(args)
+    if args.command == "export":
+        from training.export import export_run
+
+        card = export_run(args.run, args.name, args.to, args.data)
+        print(json.dumps(card.to_dict()["metrics"], indent=2))
+        return 0
+    if args.command == "export-ensemble":
+        from training.export import export_ensemble
+
+        print(json.dumps(export_ensemble(args.members, args.split, args.data, args.to), indent=2))
+        return 0
+    if args.command == "train":
+        from training.loop import train
+
+        fields = {k: v for k, v in vars(args).items() if k not in ("command", "resume")}
+        fields["model_params"] = fields.pop("model_params")
+        out = Path(args.out)
+        if args.resume and (out / "config.json").exists():
+            saved = json.loads((out / "config.json").read_text())
+            saved.update({k: v for k, v in fields.items() if k in ("minutes", "device", "threads")})
+            fields = saved
+        train(TrainConfig(**fields), resume=args.resume)
+    return 0

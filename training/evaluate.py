@@ -1,0 +1,150 @@
+"""Evaluation on a data folder with the apps' own inference path, and tuning of its settings.
+
+Predictions come from :class:`metaseg_viewer.inference.Predictor` (reading with the core, the
+card's preprocessing, batching, TTA, ensemble averaging), so the figures describe what users get.
+Stage 1 (:func:`predict_folder`) computes probabilities once; stage 2 (:func:`score`) thresholds,
+removes small components and scores, so a grid of settings costs no extra network time.
+
+Conventions: every slice file is segmented as its own 2-D image (as an app would); minimum lesion
+size is applied per slice in 2-D. For scoring, the slices of one volume (patient) are stacked:
+per-volume Dice, 3-D lesion-wise detection and HD95 (in pixels: the slice files carry no spacing)
+are computed per volume; pooled Dice/IoU over all slices.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from dataclasses import dataclass
+from itertools import groupby
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from metaseg_viewer.inference import Predictor, binarize
+from metaseg_viewer.io import read_scan
+from metaseg_viewer.lesions import lesion_scores
+from metaseg_viewer.metrics import dice, hd95, pooled_dice, pooled_iou
+from metaseg_viewer.preprocessing import window_to_uint8
+from metaseg_viewer.render import montage, overlay
+from training.data import SliceFile
+
+
+@dataclass
+class VolumePrediction:
+    volume: str
+    indices: list[int]
+    images: list[np.ndarray]  # 8-bit display images, one per slice
+    probabilities: list[np.ndarray]
+    references: list[np.ndarray]
+
+
+def predict_folder(predictor: Predictor, slices: list[SliceFile], tta: bool) -> tuple[list[VolumePrediction], float]:
+    """Probabilities for every slice, grouped by volume; returns them and seconds per slice."""
+    from tqdm import tqdm
+
+    out: list[VolumePrediction] = []
+    seconds = 0.0
+    bar = tqdm(total=len(slices), desc=f"predicting (tta={tta})", unit="slice", mininterval=5)
+    for volume, group in groupby(slices, key=lambda s: s.volume):
+        files = list(group)
+        scans = [read_scan(s.image) for s in files]
+        refs = [read_scan(s.mask, color="gray").pixels[0] > 0 for s in files]
+        pixels = [s.pixels for s in scans]
+        start = time.perf_counter()
+        if all(p.dtype == np.uint8 and p.shape == pixels[0].shape for p in pixels):
+            probs = list(predictor.probabilities(np.concatenate(pixels), tta)[0])  # identical to one by one
+        else:
+            probs = [predictor.probabilities(p, tta)[0][0] for p in pixels]
+        seconds += time.perf_counter() - start
+        images = [window_to_uint8(p[0], (0.5, 99.5)) for p in pixels]
+        out.append(VolumePrediction(volume, [s.index for s in files], images, probs, refs))
+        bar.update(len(files))
+    bar.close()
+    return out, seconds / max(1, len(slices))
+
+
+def score(predictions: list[VolumePrediction], threshold: float, min_lesion_size: int) -> tuple[dict, list[dict]]:
+    """Summary (the JSON keys of ``evaluate``) and one row per volume."""
+    rows = []
+    all_pred, all_ref = [], []
+    found = true = hit = predicted = 0
+    for v in predictions:
+        pred = binarize(np.stack(v.probabilities), threshold, min_lesion_size, volume=False)
+        ref = np.stack(v.references)
+        all_pred += list(pred)
+        all_ref += list(ref)
+        lesions = lesion_scores(pred, ref)
+        found, true = found + lesions.tp_ref, true + lesions.n_ref
+        hit, predicted = hit + lesions.tp_pred, predicted + lesions.n_pred
+        rows.append({
+            "volume": v.volume, "slices": len(ref), "dice": dice(pred, ref), "true_voxels": int(ref.sum()),
+            "predicted_voxels": int(pred.sum()), "hd95_px": hd95(pred, ref), "true_lesions": lesions.n_ref,
+            "found_lesions": lesions.tp_ref, "false_positive_lesions": lesions.fp_pred,
+            "lesionwise_dice": lesions.lesion_dice,
+        })
+    sensitivity = found / true if true else 1.0
+    precision = hit / predicted if predicted else (1.0 if not true else 0.0)
+    f1 = 0.0 if sensitivity + precision == 0 else 2 * sensitivity * precision / (sensitivity + precision)
+    volume_dice = [r["dice"] for r in rows]
+    summary = {
+        "pooled_dice": pooled_dice(all_pred, all_ref),
+        "pooled_iou": pooled_iou(all_pred, all_ref),
+        "per_volume_dice_mean": float(np.mean(volume_dice)),
+        "per_volume_dice_median": float(np.median(volume_dice)),
+        "lesion_sensitivity": float(sensitivity),
+        "lesion_precision": float(precision),
+        "lesion_f1": float(f1),
+        "lesionwise_dice": float(np.mean([r["lesionwise_dice"] for r in rows])),
+        "hd95_median": float(np.median([r["hd95_px"] for r in rows])),
+        "n_volumes": len(rows),
+        "n_slices": len(all_ref),
+    }
+    return summary, rows
+
+
+def tune(predictor: Predictor, slices: list[SliceFile], thresholds=None, min_sizes=(0, 10, 25, 50, 100)) -> tuple[dict, dict]:
+    """Grid over TTA, threshold and minimum lesion size; best by the mean of per-volume mean
+    Dice and pooled Dice. Returns (settings, summary with seconds_per_slice)."""
+    thresholds = thresholds if thresholds is not None else [round(t, 2) for t in np.arange(0.3, 0.76, 0.05)]
+    best: tuple[float, dict, dict] | None = None
+    for tta in (False, True):
+        predictions, seconds = predict_folder(predictor, slices, tta)
+        for threshold in thresholds:
+            for min_size in min_sizes:
+                summary, _ = score(predictions, threshold, min_size)
+                objective = (summary["per_volume_dice_mean"] + summary["pooled_dice"]) / 2
+                if best is None or objective > best[0] + 1e-9:
+                    settings = {"threshold": float(threshold), "tta": tta, "min_lesion_size": int(min_size)}
+                    best = (objective, settings, {**summary, "seconds_per_slice": seconds})
+    assert best is not None
+    return best[1], best[2]
+
+
+def write_per_volume_csv(rows: list[dict], path: Path) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_sheet(predictions: list[VolumePrediction], threshold: float, min_size: int, path: Path, n: int = 6) -> None:
+    """Best and worst ``n`` lesion slices by Dice: reference outline green, prediction red."""
+    scored = []
+    for v in predictions:
+        for i, (prob, ref) in enumerate(zip(v.probabilities, v.references)):
+            if ref.any():
+                pred = binarize(prob[None], threshold, min_size)[0]
+                scored.append((dice(pred, ref), v, i, pred))
+    scored.sort(key=lambda t: t[0])
+    picks = scored[-n:][::-1] + scored[:n]
+    tiles, labels = [], []
+    for d, v, i, pred in picks:
+        tile = overlay(v.images[i], pred, color=(255, 40, 40), alpha=0.3)
+        contours, _ = cv2.findContours(v.references[i].astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(tile, contours, -1, (40, 255, 40), 1)
+        tiles.append(tile)
+        labels.append(f"{v.volume[-13:]} #{v.indices[i]} Dice {d:.2f}")
+    if tiles:
+        cv2.imwrite(str(path), cv2.cvtColor(montage(tiles, columns=n, labels=labels), cv2.COLOR_RGB2BGR))

@@ -1,0 +1,63 @@
+"""Turn a training run into a shipped model: tuned inference settings and validation figures
+measured with the apps' inference path, written into the model card beside the weights."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from metaseg_viewer.checkpoints import CARD_FORMAT, ModelCard, load_checkpoint, save_checkpoint
+from metaseg_viewer.config import InferenceConfig
+from metaseg_viewer.inference import Predictor, default_device
+from metaseg_viewer.registry import SINGLE_MODELS
+from training.data import find_slices
+from training.evaluate import tune
+
+
+def _validation_slices(data: str, split_file: Path):
+    val = set(json.loads(split_file.read_text())["validation"])
+    return [s for s in find_slices(data) if s.volume in val], sorted(val)
+
+
+def export_run(run: Path, name: str, to: Path, data: str | None = None) -> ModelCard:
+    """Tune threshold/TTA/min size of ``run``'s best checkpoint on its validation patients and
+    write ``<to>/<file>.safetensors`` + card under the registry name ``name``."""
+    net, card = load_checkpoint(run / "best.safetensors", default_device())
+    config = json.loads((run / "config.json").read_text())
+    slices, val = _validation_slices(data or config["data"], run / "split.json")
+    predictor = Predictor([(net, card)], name, InferenceConfig(), default_device())
+    settings, summary = tune(predictor, slices)
+    metrics = {
+        "validation": {**summary, "patients": len(val), "data": f"{data or config['data']}: validation patients of {run / 'split.json'}"},
+        "measured_with": f"python -m training export --run {run} --name {name} (tuning grid in training/evaluate.py)",
+    }
+    training = {**card.training, "run": str(run)}
+    final = ModelCard(
+        name=name, model=card.model, preprocess=card.preprocess, inference=InferenceConfig(**settings),
+        description=card.description, training=training, metrics=metrics,
+    )
+    stem = SINGLE_MODELS.get(name, name + ".json").removesuffix(".json")
+    return save_checkpoint(net.cpu(), final, to / f"{stem}.safetensors")
+
+
+def export_ensemble(members: list[str], split_file: Path, data: str, to: Path, name: str = "ensemble") -> dict:
+    """Tune the ensemble of shipped ``members`` on the validation patients; write its card."""
+    slices, val = _validation_slices(data, split_file)
+    loaded = [load_checkpoint(to / SINGLE_MODELS[m], default_device()) for m in members]
+    predictor = Predictor(loaded, name, InferenceConfig(), default_device())
+    settings, summary = tune(predictor, slices)
+    card = {
+        "card_format": CARD_FORMAT,
+        "name": name,
+        "description": "Mean of the probabilities of " + " and ".join(members) + " (FLAIR abnormality of lower-grade glioma).",
+        "members": members,
+        "inference": settings,
+        "metrics": {"validation": {**summary, "patients": len(val)},
+                    "measured_with": "python -m training export-ensemble " + " ".join(sys.argv[2:])},
+    }
+    (to / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
+    return card
+
+
+__all__ = ["export_ensemble", "export_run"]
