@@ -58,3 +58,16 @@ def test_models_lists_the_registry() -> None:
     for name in ("unetpp", "attention-unet", "ensemble"):
         assert name in result.stdout
     assert "validation" in result.stdout
+
+
+def test_sample_writes_readable_image_and_truth(tmp_path: Path) -> None:
+    from metaseg_viewer.io import read_scan
+
+    assert main(["sample", "--out", str(tmp_path), "--slices", "5"]) == 0
+    expected = make_volume(n_slices=5, seed=0)
+    volume = read_scan(tmp_path / "sample_volume.nii.gz")
+    np.testing.assert_array_equal(volume.pixels, expected.image)
+    np.testing.assert_allclose(volume.spacing, expected.spacing)
+    np.testing.assert_array_equal(read_scan(tmp_path / "sample_volume_truth.nii.gz").pixels, expected.mask)
+    np.testing.assert_array_equal(read_scan(tmp_path / "sample_slice.png").pixels[0], make_slice(seed=0).image)
+    assert (read_scan(tmp_path / "sample_slice_truth.png").pixels[0] > 0).sum() == make_slice(seed=0).mask.sum()

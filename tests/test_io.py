@@ -799,7 +799,9 @@ def test_write_mask_nifti_without_geometry_and_bad_masks(tmp_path, rng):
     write_mask_nifti(mask, scan, tmp_path / "m.nii")
     written = nib.load(tmp_path / "m.nii")
     np.testing.assert_array_equal(np.asarray(written.dataobj)[:, :, 0], mask[0].T)
-    np.testing.assert_array_equal(written.affine, np.eye(4))
+    np.testing.assert_array_equal(written.affine, np.diag([-1.0, -1.0, 1.0, 1.0]))
+    # The diagonal affine encodes the array's own orientation: reading it back is the identity.
+    np.testing.assert_array_equal(read_scan(tmp_path / "m.nii").pixels, mask)
     with pytest.raises(InputError, match="shape"):
         write_mask_nifti(np.zeros((1, 5, 7)), scan, tmp_path / "bad.nii")
     with pytest.raises(InputError, match="labels"):

@@ -172,11 +172,22 @@ def write_mask_nifti(mask3d: np.ndarray, scan: Scan, path: str | os.PathLike[str
     and affine, so it overlays the input in any viewer (a 2-D input gets a third axis of length
     1, a 4-D input with one volume is written 3-D). Otherwise, with ``scan.affine`` (DICOM), it
     is stored in ``(column, row, z)`` order with the affine's columns permuted to match, the
-    order viewers expect; otherwise with a diagonal affine from the spacing (identity if none).
+    order viewers expect; otherwise with a diagonal affine from the spacing that reads back unchanged.
     """
     from metaseg_viewer.nifti import write_mask
 
     write_mask(mask3d, scan, path)
+
+
+def write_nifti(volume: np.ndarray, scan: Scan, path: str | os.PathLike[str]) -> None:
+    """Write a ``(Z, H, W)`` array in ``scan``'s geometry as NIfTI, keeping its dtype.
+
+    Same geometry rules as :func:`write_mask_nifti`; with neither affine, the diagonal affine
+    encodes the array's own orientation convention so that :func:`read_scan` returns it as is.
+    """
+    from metaseg_viewer.nifti import write_volume
+
+    write_volume(np.asarray(volume), scan, path)
 
 
 # --- shared with dicom.py / nifti.py -----------------------------------------------------------

@@ -85,22 +85,30 @@ def read_nifti(stream: BinaryIO, *, label: str, limits: ReadLimits) -> Scan:
 
 def write_mask(mask3d: np.ndarray, scan: Scan, path: str | os.PathLike[str]) -> None:
     """Implementation of :func:`metaseg_viewer.io.write_mask_nifti` (see there)."""
+    write_volume(_as_labels(mask3d, scan.shape), scan, path)
+
+
+def write_volume(volume: np.ndarray, scan: Scan, path: str | os.PathLike[str]) -> None:
+    """Implementation of :func:`metaseg_viewer.io.write_nifti` (see there)."""
     if not str(path).endswith((".nii", ".nii.gz")):
-        raise InputError(f"{path}: a NIfTI mask path must end in .nii or .nii.gz")
-    labels = _as_labels(mask3d, scan.shape)
+        raise InputError(f"{path}: a NIfTI path must end in .nii or .nii.gz")
+    if volume.shape != scan.shape:
+        raise InputError(f"volume shape {volume.shape} does not match the scan's {scan.shape}")
     if scan.source_affine is not None:
         affine = np.asarray(scan.source_affine, dtype=float)
         back = ornt_transform(axcodes2ornt(AXIAL_CODES), io_orientation(affine))
-        data, code = apply_orientation(labels, back), 1
+        data, code = apply_orientation(volume, back), 1
     elif scan.affine is not None:
-        data, code = labels.transpose(2, 1, 0), 1
+        data, code = volume.transpose(2, 1, 0), 1
         affine = np.asarray(scan.affine, dtype=float)[:, [2, 1, 0, 3]]
     else:
+        # No geometry: encode the array's own convention (columns patient-right to left, rows
+        # anterior to posterior, slices inferior to superior) so reading it back is the identity.
         dz, dy, dx = scan.spacing if scan.spacing is not None else (1.0, 1.0, 1.0)
-        data, code = labels.transpose(2, 1, 0), 0
-        affine = np.diag([dx, dy, dz if np.isfinite(dz) else 1.0, 1.0])
-    image = nib.Nifti1Image(np.ascontiguousarray(data, dtype=np.uint8), affine)
-    image.set_data_dtype(np.uint8)
+        data, code = volume.transpose(2, 1, 0), 0
+        affine = np.diag([-dx, -dy, dz if np.isfinite(dz) else 1.0, 1.0])
+    image = nib.Nifti1Image(np.ascontiguousarray(data), affine)
+    image.set_data_dtype(volume.dtype)
     image.header.set_xyzt_units("mm")
     image.set_qform(affine, code=code)
     image.set_sform(affine, code=code or 2)

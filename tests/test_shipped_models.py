@@ -1,0 +1,48 @@
+"""The shipped models: found by name offline, verified, and useful on real LGG slices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from metaseg_viewer.checkpoints import read_card, sha256_of
+from metaseg_viewer.inference import Predictor
+from metaseg_viewer.io import read_scan
+from metaseg_viewer.metrics import dice
+from metaseg_viewer.registry import MODEL_NAMES, SINGLE_MODELS, describe_models, weights_dir
+
+MAX_WEIGHT_BYTES = 16 * 1024 * 1024
+
+
+@pytest.mark.parametrize("name", list(SINGLE_MODELS))
+def test_weights_are_small_verified_and_documented(name: str) -> None:
+    card_path = weights_dir() / SINGLE_MODELS[name]
+    card = read_card(card_path)
+    weights = card_path.with_suffix(".safetensors")
+    assert weights.stat().st_size <= MAX_WEIGHT_BYTES
+    assert sha256_of(weights) == card.sha256
+    assert "lower-grade glioma" in card.description
+    validation = card.metrics["validation"]
+    assert validation["n_volumes"] >= 10 and 0 < validation["per_volume_dice_mean"] <= 1
+    assert card.training["command"].startswith("python -m training train")
+
+
+def test_registry_lists_every_name() -> None:
+    assert [row["name"] for row in describe_models()] == list(MODEL_NAMES)
+
+
+@pytest.fixture(scope="module")
+def lesion_slice(shared_data: Path) -> tuple[Path, np.ndarray]:
+    patient = shared_data / "lgg_kaggle3m_sample" / "kaggle_3m" / "TCGA_CS_4941_19960909"
+    best = max(patient.glob("*_mask.tif"), key=lambda p: (read_scan(p, color="gray").pixels > 0).sum())
+    image = best.with_name(best.name.replace("_mask", ""))
+    return image, read_scan(best, color="gray").pixels > 0
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_shipped_model_finds_a_real_tumour(name: str, lesion_slice: tuple[Path, np.ndarray]) -> None:
+    image, truth = lesion_slice
+    result = Predictor.load(name, device="cpu").predict(read_scan(image))
+    assert dice(result.mask, truth) > 0.6
