@@ -71,3 +71,31 @@ def test_sample_writes_readable_image_and_truth(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read_scan(tmp_path / "sample_volume_truth.nii.gz").pixels, expected.mask)
     np.testing.assert_array_equal(read_scan(tmp_path / "sample_slice.png").pixels[0], make_slice(seed=0).image)
     assert (read_scan(tmp_path / "sample_slice_truth.png").pixels[0] > 0).sum() == make_slice(seed=0).mask.sum()
+
+
+def test_same_names_do_not_overwrite_and_bad_settings_stop_early(tmp_path: Path, tiny_checkpoint: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        cv2.imwrite(str(tmp_path / sub / "scan.png"), make_slice(size=64, seed=1).image)
+    out = tmp_path / "out"
+    assert main(["segment", str(tmp_path / "a" / "scan.png"), str(tmp_path / "b" / "scan.png"),
+                 "--model", str(tiny_checkpoint), "--out", str(out)]) == 0
+    assert (out / "scan_mask.png").is_file() and (out / "scan_2_mask.png").is_file()
+    assert main(["segment", str(tmp_path / "a" / "scan.png"), "--model", str(tiny_checkpoint), "--threshold", "1.5"]) == 2
+    assert "threshold must be strictly between 0 and 1" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["segment", str(tmp_path / "a" / "scan.png"), "--model", str(tiny_checkpoint), "--out", str(blocker)]) == 1
+    assert "cannot write results" in capsys.readouterr().err
+
+
+def test_unavailable_device_is_a_clear_error(tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    image = tmp_path / "x.png"
+    cv2.imwrite(str(image), make_slice(size=64).image)
+    assert main(["segment", str(image), "--model", str(tiny_checkpoint), "--device", "cuda"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err

@@ -808,3 +808,16 @@ def test_write_mask_nifti_without_geometry_and_bad_masks(tmp_path, rng):
         write_mask_nifti(np.full(scan.shape, 0.5), scan, tmp_path / "bad.nii")
     with pytest.raises(InputError, match=".nii"):
         write_mask_nifti(mask, scan, tmp_path / "bad.png")
+
+
+def test_single_coronal_nifti_slice_stays_in_its_plane(tmp_path):
+    # 64 (x) by 1 (y) by 48 (z): one coronal slice. Rows must run superior to inferior, columns
+    # patient-right to left; the mask goes back into the file's own voxel grid.
+    data = np.arange(64 * 48, dtype=np.int16).reshape(64, 1, 48)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "coronal.nii")
+    scan = read_scan(tmp_path / "coronal.nii")
+    assert scan.shape == (1, 48, 64)
+    assert scan.pixels[0, 0, 0] == data[63, 0, 47]  # top-left: superior, patient right
+    mask = scan.pixels > 1000
+    write_mask_nifti(mask, scan, tmp_path / "mask.nii")
+    np.testing.assert_array_equal(np.asarray(nib.load(tmp_path / "mask.nii").dataobj), data > 1000)

@@ -296,7 +296,7 @@ def test_lesions_to_rows() -> None:
         {
             "label": 1,
             "size_px": 2,
-            "size_mm": None,
+            "area_mm2": None,
             "centroid_row": 1.5,
             "centroid_col": 1.0,
             "mean_probability": None,
@@ -305,12 +305,12 @@ def test_lesions_to_rows() -> None:
     volume = _mask((3, 4, 4), np.s_[0:2, 1, 2])  # centroid (0.5, 1, 2)
     rows_3d = lesions_to_rows(lesion_table(volume, np.full(volume.shape, 0.25), (2.0, 1.0, 1.0)))
     assert list(rows_3d[0]) == [
-        "label", "size_px", "size_mm", "centroid_z", "centroid_row", "centroid_col",
+        "label", "size_px", "volume_mm3", "centroid_z", "centroid_row", "centroid_col",
         "mean_probability",
     ]  # fmt: skip
     assert (rows_3d[0]["centroid_z"], rows_3d[0]["centroid_row"], rows_3d[0]["centroid_col"]) == (
         0.5, 1.0, 2.0,
     )  # fmt: skip
-    assert rows_3d[0]["size_mm"] == pytest.approx(4.0)
+    assert rows_3d[0]["volume_mm3"] == pytest.approx(4.0)
     assert rows_3d[0]["mean_probability"] == pytest.approx(0.25)
     assert lesions_to_rows([]) == []

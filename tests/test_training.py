@@ -90,6 +90,7 @@ def test_training_loop_end_to_end_with_resume_and_evaluate(tmp_path: Path) -> No
     assert not set(split["train"]) & set(split["validation"])
     card = json.loads((run / "best.json").read_text())
     assert card["metrics"]["validation"]["volume_dice_mean"] >= 0 and card["training"]["validation_patients"]
+    assert card["training"]["command"].startswith("python -m training train --data")
 
     out = tmp_path / "eval" / "result.json"
     assert main(["evaluate", "--model", str(run / "best.safetensors"), "--data", str(data), "--json", str(out)]) == 0
@@ -110,9 +111,9 @@ def test_ctrl_c_saves_and_resume_continues_exactly(tmp_path: Path, monkeypatch: 
     real_batch = SliceSampler.batch
     calls = {"n": 0}
 
-    def interrupted_batch(self, size):  # Ctrl-C during the first step of epoch 3 (2 steps/epoch)
+    def interrupted_batch(self, size):  # Ctrl-C after one optimizer step of epoch 3 (2 steps/epoch)
         calls["n"] += 1
-        if calls["n"] == 5:
+        if calls["n"] == 6:
             raise KeyboardInterrupt
         return real_batch(self, size)
 

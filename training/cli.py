@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
 from metaseg_viewer.errors import MetaSegError
 from training.data import LayoutError
+from training.loop import RunFolderError
 
 from training.config import TrainConfig
 
@@ -87,26 +89,27 @@ def main(argv: list[str] | None = None) -> int:
     _train_parser(sub)
     _other_parsers(sub)
     args = parser.parse_args(argv)
+    command = "python -m training " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
-        return _run(args)
-    except (MetaSegError, LayoutError) as exc:
+        return _run(args, command)
+    except (MetaSegError, LayoutError, RunFolderError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, command: str) -> int:
     if args.command == "evaluate":
         return _evaluate(args)
     if args.command == "export":
         from training.export import export_run
 
-        card = export_run(args.run, args.name, args.to, args.data)
+        card = export_run(args.run, args.name, args.to, args.data, command)
         print(json.dumps(card.to_dict()["metrics"], indent=2))
         return 0
     if args.command == "export-ensemble":
         from training.export import export_ensemble
 
-        print(json.dumps(export_ensemble(args.members, args.split, args.data, args.to), indent=2))
+        print(json.dumps(export_ensemble(args.members, args.split, args.data, args.to, command=command), indent=2))
         return 0
     if args.command == "train":
         from training.loop import train
@@ -116,7 +119,7 @@ def _run(args: argparse.Namespace) -> int:
         out = Path(args.out)
         if args.resume and (out / "config.json").exists():
             saved = json.loads((out / "config.json").read_text())
-            saved.update({k: v for k, v in fields.items() if k in ("minutes", "device", "threads")})
+            saved.update({k: v for k, v in fields.items() if k in ("out", "minutes", "device", "threads")})
             fields = saved
-        train(TrainConfig(**fields), resume=args.resume)
+        train(TrainConfig(**fields), resume=args.resume, command=command)
     return 0

@@ -25,8 +25,8 @@ import numpy as np
 from metaseg_viewer.inference import Predictor, binarize
 from metaseg_viewer.io import read_scan
 from metaseg_viewer.lesions import lesion_scores
-from metaseg_viewer.metrics import dice, hd95, pooled_dice, pooled_iou
-from metaseg_viewer.preprocessing import window_to_uint8
+from metaseg_viewer.metrics import dice, hd95, pooled_dice, pooled_iou, summarize_scores
+from metaseg_viewer.preprocessing import DISPLAY_PERCENTILES, window_to_uint8
 from metaseg_viewer.render import montage, overlay
 from training.data import SliceFile
 
@@ -58,7 +58,7 @@ def predict_folder(predictor: Predictor, slices: list[SliceFile], tta: bool) -> 
         else:
             probs = [predictor.probabilities(p, tta)[0][0] for p in pixels]
         seconds += time.perf_counter() - start
-        images = [window_to_uint8(p[0], (0.5, 99.5)) for p in pixels]
+        images = [window_to_uint8(p[0], DISPLAY_PERCENTILES) for p in pixels]
         out.append(VolumePrediction(volume, [s.index for s in files], images, probs, refs))
         bar.update(len(files))
     bar.close()
@@ -87,12 +87,12 @@ def score(predictions: list[VolumePrediction], threshold: float, min_lesion_size
     sensitivity = found / true if true else 1.0
     precision = hit / predicted if predicted else (1.0 if not true else 0.0)
     f1 = 0.0 if sensitivity + precision == 0 else 2 * sensitivity * precision / (sensitivity + precision)
-    volume_dice = [r["dice"] for r in rows]
+    volume_dice = summarize_scores(r["dice"] for r in rows)
     summary = {
         "pooled_dice": pooled_dice(all_pred, all_ref),
         "pooled_iou": pooled_iou(all_pred, all_ref),
-        "per_volume_dice_mean": float(np.mean(volume_dice)),
-        "per_volume_dice_median": float(np.median(volume_dice)),
+        "per_volume_dice_mean": volume_dice.mean,
+        "per_volume_dice_median": volume_dice.median,
         "lesion_sensitivity": float(sensitivity),
         "lesion_precision": float(precision),
         "lesion_f1": float(f1),

@@ -4,10 +4,10 @@ measured with the apps' inference path, written into the model card beside the w
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 from metaseg_viewer.checkpoints import CARD_FORMAT, ModelCard, load_checkpoint, save_checkpoint
+from metaseg_viewer.errors import CheckpointError
 from metaseg_viewer.config import InferenceConfig
 from metaseg_viewer.inference import Predictor, default_device
 from metaseg_viewer.registry import SINGLE_MODELS
@@ -20,7 +20,7 @@ def _validation_slices(data: str, split_file: Path):
     return [s for s in find_slices(data) if s.volume in val], sorted(val)
 
 
-def export_run(run: Path, name: str, to: Path, data: str | None = None) -> ModelCard:
+def export_run(run: Path, name: str, to: Path, data: str | None = None, command: str = "") -> ModelCard:
     """Tune threshold/TTA/min size of ``run``'s best checkpoint on its validation patients and
     write ``<to>/<file>.safetensors`` + card under the registry name ``name``."""
     net, card = load_checkpoint(run / "best.safetensors", default_device())
@@ -30,7 +30,9 @@ def export_run(run: Path, name: str, to: Path, data: str | None = None) -> Model
     settings, summary = tune(predictor, slices)
     metrics = {
         "validation": {**summary, "patients": len(val), "data": f"{data or config['data']}: validation patients of {run / 'split.json'}"},
-        "measured_with": f"python -m training export --run {run} --name {name} (tuning grid in training/evaluate.py)",
+        "note": "the best epoch and the inference settings were both chosen on these validation patients, "
+                "so these figures are optimistic; the project's held-out test patients judge them again",
+        "measured_with": command,
     }
     training = {**card.training, "run": str(run)}
     final = ModelCard(
@@ -41,10 +43,16 @@ def export_run(run: Path, name: str, to: Path, data: str | None = None) -> Model
     return save_checkpoint(net.cpu(), final, to / f"{stem}.safetensors")
 
 
-def export_ensemble(members: list[str], split_file: Path, data: str, to: Path, name: str = "ensemble") -> dict:
-    """Tune the ensemble of shipped ``members`` on the validation patients; write its card."""
+def export_ensemble(members: list[str], split_file: Path, data: str, to: Path, name: str = "ensemble",
+                    command: str = "") -> dict:
+    """Tune the ensemble of shipped ``members`` on the validation patients; write its card.
+    Every member must have been validated on exactly these patients (none trained on them)."""
     slices, val = _validation_slices(data, split_file)
     loaded = [load_checkpoint(to / SINGLE_MODELS[m], default_device()) for m in members]
+    for member, (_, card) in zip(members, loaded):
+        if sorted(card.training.get("validation_patients", [])) != val:
+            raise CheckpointError(f"{member} was not validated on the patients of {split_file}: an ensemble "
+                             "is tuned only on patients none of its members trained on")
     predictor = Predictor(loaded, name, InferenceConfig(), default_device())
     settings, summary = tune(predictor, slices)
     card = {
@@ -54,7 +62,8 @@ def export_ensemble(members: list[str], split_file: Path, data: str, to: Path, n
         "members": members,
         "inference": settings,
         "metrics": {"validation": {**summary, "patients": len(val)},
-                    "measured_with": "python -m training export-ensemble " + " ".join(sys.argv[2:])},
+                    "note": "settings chosen on these validation patients; figures are optimistic",
+                    "measured_with": command},
     }
     (to / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
     return card

@@ -55,12 +55,16 @@ def hardware() -> str:
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+class RunFolderError(ValueError):
+    """A run folder that would be overwritten, or one with nothing to resume."""
+
+
 def _card(cfg: TrainConfig, name: str, train: list[str], val: list[str], metrics: dict, minutes: float,
-          epoch: int) -> ModelCard:
+          epoch: int, command: str, preprocess: PreprocessConfig) -> ModelCard:
     return ModelCard(
         name=name,
         model=ModelConfig(cfg.arch, cfg.model_params),
-        preprocess=PreprocessConfig(),
+        preprocess=preprocess,
         description=(
             f"{cfg.arch} trained to segment FLAIR abnormality of lower-grade glioma on axial FLAIR "
             "slices (LGG data set of Buda et al. 2019, TCGA-LGG). Not trained or validated on "
@@ -70,7 +74,7 @@ def _card(cfg: TrainConfig, name: str, train: list[str], val: list[str], metrics
             "data": cfg.data,
             "train_patients": len(train),
             "validation_patients": val,
-            "command": " ".join(["python", "-m", "training", *sys.argv[1:]]) if sys.argv[0].endswith("training") or "training" in sys.argv[0] else "",
+            "command": command,
             "epochs_completed": epoch,
             "minutes": round(minutes, 1),
             "hardware": hardware(),
@@ -80,9 +84,15 @@ def _card(cfg: TrainConfig, name: str, train: list[str], val: list[str], metrics
     )
 
 
-def train(cfg: TrainConfig, resume: bool = False) -> Path:
-    """Train one network; returns the run folder. Ctrl-C saves ``last`` and exits cleanly."""
+def train(cfg: TrainConfig, resume: bool = False, command: str = "") -> Path:
+    """Train one network; returns the run folder. Ctrl-C saves ``last`` and exits cleanly.
+
+    ``command`` is the command line that started the run, recorded in the model cards."""
     out = Path(cfg.out)
+    if resume and not (out / "state.pt").exists():
+        raise RunFolderError(f"nothing to resume in {out}: no state.pt (a run saves it after each completed epoch)")
+    if not resume and any((out / name).exists() for name in ("state.pt", "metrics.csv", "best.safetensors")):
+        raise RunFolderError(f"{out} already holds a run: continue it with --resume or choose a new --out")
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -107,14 +117,16 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     sampler = SliceSampler(train_set, cfg.crop, cfg.lesion_fraction, cfg.seed)
 
     start_epoch, best, stale, minutes_before = 0, -1.0, 0, 0.0
-    if resume and (out / "state.pt").exists():
-        state = torch.load(out / "state.pt", map_location=device, weights_only=True)
+    if resume:
+        state = torch.load(out / "state.pt", map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         start_epoch, best, stale = int(state["epoch"]), float(state["best"]), int(state["stale"])
         minutes_before = float(state["minutes"])
         torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(list(state["cuda_rng"]))
         extra = json.loads((out / "rng.json").read_text())
         sampler.rng.bit_generator.state = extra["sampler"]
         np.random.set_state(tuple(extra["numpy"]))
@@ -130,19 +142,27 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         """Fraction of the schedule done: by wall-clock with a budget, else by epochs. A time
         budget keeps the whole schedule (warm-up, crops, whole slices, decay) inside it however
         busy the machine is."""
+        by_epochs = epoch_float / cfg.epochs
         if cfg.minutes:
-            return min(1.0, elapsed() / cfg.minutes)
-        return min(1.0, epoch_float / cfg.epochs)
+            return min(1.0, max(by_epochs, elapsed() / cfg.minutes))
+        return min(1.0, by_epochs)
 
     def save_state(next_epoch: int) -> None:
-        save_checkpoint(model, _card(cfg, "last", train_vols, val_vols, {}, elapsed(), next_epoch), out / "last")
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                    "epoch": next_epoch, "best": best, "stale": stale, "minutes": elapsed(),
-                    "torch_rng": torch.get_rng_state()}, out / "state.pt")
+        """Everything --resume needs, written atomically (temporary file, then rename)."""
+        card = _card(cfg, "last", train_vols, val_vols, {}, elapsed(), next_epoch, command, preprocess_cfg)
+        save_checkpoint(model, card, out / "last")
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                 "epoch": next_epoch, "best": best, "stale": stale, "minutes": elapsed(),
+                 "torch_rng": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
         rng = {"sampler": sampler.rng.bit_generator.state, "numpy": list(np.random.get_state()),
                "random": list(random.getstate())}
         rng["numpy"][1] = rng["numpy"][1].tolist()
-        (out / "rng.json").write_text(json.dumps(rng))
+        torch.save(state, out / "state.pt.tmp")
+        (out / "rng.json.tmp").write_text(json.dumps(rng))
+        (out / "rng.json.tmp").replace(out / "rng.json")
+        (out / "state.pt.tmp").replace(out / "state.pt")
 
     try:
         for epoch in range(start_epoch, cfg.epochs):
@@ -176,7 +196,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 if scores["volume_dice_mean"] > best:
                     best, stale = scores["volume_dice_mean"], 0
                     metrics = {"validation": {**scores, "patients": len(val_vols), "epoch": epoch + 1}}
-                    save_checkpoint(model, _card(cfg, "best", train_vols, val_vols, metrics, elapsed(), epoch + 1), out / "best")
+                    save_checkpoint(model, _card(cfg, "best", train_vols, val_vols, metrics, elapsed(), epoch + 1, command, preprocess_cfg), out / "best")
                 else:
                     stale += 1
                 print(f"epoch {epoch + 1}: loss {row['train_loss']:.4f} val per-volume Dice {scores['volume_dice_mean']:.4f} "
@@ -191,8 +211,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 print(f"schedule complete after epoch {epoch + 1} ({elapsed():.1f} min)", flush=True)
                 break
     except KeyboardInterrupt:
-        save_state(epoch)
-        print(f"\ninterrupted: state saved in {out} at the start of epoch {epoch + 1}; --resume continues", flush=True)
+        # The state of the last completed epoch is already on disk; saving mid-epoch weights
+        # under an epoch boundary would make --resume replay steps.
+        done = "nothing completed yet" if epoch == start_epoch and not (out / "state.pt").exists() else \
+            f"--resume continues from the end of epoch {epoch}"
+        print(f"\ninterrupted during epoch {epoch + 1}: {done} ({out})", flush=True)
         raise SystemExit(130) from None
     return out
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from metaseg_viewer.inference import network_probabilities
-from metaseg_viewer.metrics import dice, pooled_dice
+from metaseg_viewer.metrics import per_volume_dice, pooled_dice, summarize_scores
 from training.data import SliceSet
 
 
@@ -16,9 +16,11 @@ def validate(model: object, data: SliceSet, device: str, threshold: float = 0.5,
     )
     pred = probs >= threshold
     volumes = np.array(data.volumes)
-    per_volume = [dice(pred[volumes == v], data.masks[volumes == v]) for v in sorted(set(data.volumes))]
+    per_volume = summarize_scores(
+        per_volume_dice({v: (pred[volumes == v], data.masks[volumes == v]) for v in sorted(set(data.volumes))})
+    )
     return {
         "pooled_dice": float(pooled_dice(pred, data.masks)),
-        "volume_dice_mean": float(np.mean(per_volume)),
-        "volume_dice_median": float(np.median(per_volume)),
+        "volume_dice_mean": per_volume.mean,
+        "volume_dice_median": per_volume.median,
     }

@@ -121,7 +121,7 @@ def save_checkpoint(model: Any, card: ModelCard, weights_path: str | Path) -> Mo
 def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[Any, ModelCard]:
     """Rebuild the model from its card, verify the checksum, load the weights; eval mode."""
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load as load_safetensors
 
     from metaseg_viewer.models import build_model
 
@@ -129,7 +129,8 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[Any, ModelCa
     weights = Path(path).with_suffix(".safetensors")
     if not weights.is_file():
         raise CheckpointError(f"weights file {weights} is missing (a card x.json goes with weights x.safetensors)")
-    actual = sha256_of(weights)
+    data = weights.read_bytes()  # read once: the bytes hashed are the bytes loaded
+    actual = hashlib.sha256(data).hexdigest()
     if actual != card.sha256:
         raise CheckpointError(
             f"{weights} does not match its model card (sha256 {actual[:12]}… != {card.sha256[:12]}…): "
@@ -140,7 +141,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[Any, ModelCa
     except ValueError as exc:
         raise CheckpointError(f"model card {card.name!r}: {exc}") from exc
     try:
-        state = load_file(str(weights), device="cpu")
+        state = load_safetensors(data)
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{weights} is not a valid safetensors file: {exc}") from exc
     try:

@@ -19,31 +19,38 @@ def _segment(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from metaseg_viewer.inference import Predictor
-    from metaseg_viewer.segment import segment_file
+    from metaseg_viewer.segment import output_stem, segment_file
 
     try:
         predictor = Predictor.load(args.model, device=args.device)
+        predictor.defaults.override(threshold=args.threshold, tta=args.tta, min_lesion_size=args.min_lesion_size)
     except MetaSegError as exc:
-        print(f"error: cannot load model {args.model!r}: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     failed = 0
+    used: set[str] = set()
     for source in args.inputs:
-        bar = tqdm(total=1, desc=str(source)[-40:], unit="slice", file=sys.stderr, leave=False)
+        stem = output_stem(source)
+        while stem in used:  # a/scan.nii.gz and b/scan.nii.gz must not overwrite each other
+            stem += "_2"
+        used.add(stem)
+        with tqdm(total=1, desc=str(source)[-40:], unit="slice", file=sys.stderr, leave=False) as bar:
 
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
+            def progress(done: int, total: int) -> None:
+                bar.total, bar.n = total, done
+                bar.refresh()
 
-        try:
-            result = segment_file(predictor, source, args.out, args.threshold, args.tta, args.min_lesion_size,
-                                  args.channel, progress)
-        except (MetaSegError, ValueError) as exc:
-            failed += 1
-            bar.close()
-            print(f"error: {source}: {exc}", file=sys.stderr)
-            continue
-        bar.close()
+            try:
+                result = segment_file(predictor, source, args.out, args.threshold, args.tta, args.min_lesion_size,
+                                      args.channel, progress, stem)
+            except MetaSegError as exc:
+                failed += 1
+                print(f"error: {source}: {exc}", file=sys.stderr)
+                continue
+            except OSError as exc:
+                failed += 1
+                print(f"error: {source}: cannot write results to {args.out}: {exc}", file=sys.stderr)
+                continue
         print(f"{source}: {result.n_lesions} lesion(s) -> {result.mask}, {result.overlay}, {result.lesions}")
     return 1 if failed else 0
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, TypeVar
 
-from metaseg_viewer.errors import CheckpointError
+from metaseg_viewer.errors import CheckpointError, InputError
 
 T = TypeVar("T")
 
@@ -83,7 +83,8 @@ class InferenceConfig:
     """Post-network settings; a model card stores the ones the model was validated with.
 
     ``min_lesion_size`` is in pixels for a 2-D image (components found per slice) and voxels for a
-    volume (3-D components); 0 keeps everything. ``tta`` averages the prediction with that of the
+    volume (3-D components); 0 keeps everything. The shipped cards tune it on 2-D slices, so on a
+    volume the same count is more lenient (a 3-D lesion has more voxels than any of its slices). ``tta`` averages the prediction with that of the
     horizontally flipped input.
     """
 
@@ -93,9 +94,9 @@ class InferenceConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"threshold must be strictly between 0 and 1, got {self.threshold}")
+            raise InputError(f"threshold must be strictly between 0 and 1, got {self.threshold}")
         if self.min_lesion_size < 0:
-            raise ValueError(f"min_lesion_size must be >= 0, got {self.min_lesion_size}")
+            raise InputError(f"min_lesion_size must be >= 0, got {self.min_lesion_size}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

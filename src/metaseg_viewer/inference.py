@@ -9,6 +9,7 @@ the original geometry, and only then thresholded (:func:`binarize`).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import numpy as np
 
 from metaseg_viewer.checkpoints import ModelCard, load_checkpoint
 from metaseg_viewer.config import InferenceConfig
+from metaseg_viewer.errors import InputError
 from metaseg_viewer.lesions import remove_small_components
 from metaseg_viewer.preprocessing import preprocess, restore
 from metaseg_viewer.registry import MODEL_NAMES, EnsembleCard, resolve_model
@@ -40,10 +42,14 @@ class Prediction:
     seconds: float
 
 
-def default_device() -> str:
+def _cuda_available() -> bool:
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.cuda.is_available()
+
+
+def default_device() -> str:
+    return "cuda" if _cuda_available() else "cpu"
 
 
 def binarize(probabilities: np.ndarray, threshold: float, min_lesion_size: int = 0, volume: bool = False) -> np.ndarray:
@@ -83,6 +89,10 @@ class Predictor:
     def load(cls, model: str | Path = "ensemble", device: str | None = None, batch_size: int = 8) -> Predictor:
         """Load a shipped model by name (``unetpp``, ``attention-unet``, ``ensemble``) or a checkpoint path."""
         device = device or default_device()
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+            raise InputError(f"unknown device {device!r}; accepted: cpu, cuda, cuda:N")
+        if device.startswith("cuda") and not _cuda_available():
+            raise InputError(f"device {device!r} requested but CUDA is not available here; use cpu")
         resolved = resolve_model(model)
         if isinstance(resolved, EnsembleCard):
             members = [load_checkpoint(p, device) for p in resolved.members]

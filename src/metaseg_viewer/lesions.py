@@ -102,7 +102,7 @@ class LesionMatch:
         ref_hits: for each true lesion, the labels of the predicted components overlapping it
             (empty tuple = missed).
         ref_dice: for each true lesion, Dice between it and the union of the predicted
-            components overlapping it; 0.0 for a missed lesion (BraTS 2023 lesion-wise Dice).
+            components overlapping it; 0.0 for a missed lesion (BraTS-style lesion-wise Dice, without BraTS's dilation or small-lesion filter).
         pred_hit: for each predicted component, whether it overlaps any true lesion.
     """
 
@@ -213,7 +213,7 @@ def score_match(match: LesionMatch) -> LesionScores:
     * sensitivity = found true lesions / true lesions.
     * precision = predicted components overlapping a true lesion / predicted components.
     * f1 = 2 * precision * sensitivity / (precision + sensitivity); 0.0 when both are 0.
-    * lesion_dice (BraTS 2023) = sum of per-true-lesion Dice / (true lesions + false-positive
+    * lesion_dice (BraTS-style; no dilation of true lesions, no size filter) = sum of per-true-lesion Dice / (true lesions + false-positive
       components); each missed lesion and each false-positive component counts as 0.
 
     Empty cases:
@@ -348,15 +348,16 @@ def lesion_table(
 def lesions_to_rows(lesions: Iterable[Lesion]) -> list[dict[str, float | int | None]]:
     """Flat dicts for CSV or table output, one per lesion.
 
-    Keys: ``label, size_px, size_mm, centroid_z`` (3-D lesions only) ``, centroid_row,
-    centroid_col, mean_probability``; ``None`` where a value is unknown.
+    Keys: ``label, size_px, area_mm2`` (2-D) or ``volume_mm3`` (3-D) ``, centroid_z`` (3-D
+    only) ``, centroid_row, centroid_col, mean_probability``; centroids are 0-based array indices;
+    ``None`` where a value is unknown.
     """
     rows: list[dict[str, float | int | None]] = []
     for lesion in lesions:
         row: dict[str, float | int | None] = {
             "label": lesion.label,
             "size_px": lesion.size_px,
-            "size_mm": lesion.size_mm,
+            ("volume_mm3" if len(lesion.centroid) == 3 else "area_mm2"): lesion.size_mm,
         }
         if len(lesion.centroid) == 3:
             row["centroid_z"] = lesion.centroid[0]

@@ -54,7 +54,7 @@ def read_nifti(stream: BinaryIO, *, label: str, limits: ReadLimits) -> Scan:
         if header.get_data_offset() > limits.max_bytes:  # seeking there would inflate a .gz
             raise InputError(f"{label}: NIfTI vox_offset {header.get_data_offset()} is beyond "
                              "ReadLimits.max_bytes. Accepted: a NIfTI volume up to that size.")
-        transform = _to_axial(affine, label)
+        transform = _to_axial(affine, spatial, label)
         z, h, w = (spatial[int(axis)] for axis in transform[:, 0].argsort())
         _check_dims(label, z, h, w, limits)
         if dtype.kind not in "biuf":
@@ -77,10 +77,11 @@ def read_nifti(stream: BinaryIO, *, label: str, limits: ReadLimits) -> Scan:
     new_affine = affine @ inv_ornt_aff(transform, spatial)
     spacing = tuple(float(np.linalg.norm(new_affine[:3, i])) for i in range(3))
     stored = "".join(str(c) for c in aff2axcodes(affine))
-    notes.insert(0, f"NIfTI-{version} volume {shape} stored as {stored}, reoriented to "
-                    f"{''.join(AXIAL_CODES)} (axial slices, inferior first)")
+    codes = "".join(str(c) for c in aff2axcodes(new_affine))
+    plane = "axial slices, inferior first" if codes == "".join(AXIAL_CODES) else "one non-axial slice in its own plane"
+    notes.insert(0, f"NIfTI-{version} volume {shape} stored as {stored}, reoriented to {codes} ({plane})")
     return Scan(pixels=pixels, spacing=spacing, affine=new_affine, source_affine=affine,
-                is_volume=True, source=label, description=", ".join(notes))
+                is_volume=True, source=label, description=", ".join(notes), metadata={"axcodes": codes})
 
 
 def write_mask(mask3d: np.ndarray, scan: Scan, path: str | os.PathLike[str]) -> None:
@@ -96,7 +97,8 @@ def write_volume(volume: np.ndarray, scan: Scan, path: str | os.PathLike[str]) -
         raise InputError(f"volume shape {volume.shape} does not match the scan's {scan.shape}")
     if scan.source_affine is not None:
         affine = np.asarray(scan.source_affine, dtype=float)
-        back = ornt_transform(axcodes2ornt(AXIAL_CODES), io_orientation(affine))
+        codes = tuple(scan.metadata.get("axcodes", "".join(AXIAL_CODES)))
+        back = ornt_transform(axcodes2ornt(codes), io_orientation(affine))
         data, code = apply_orientation(volume, back), 1
     elif scan.affine is not None:
         data, code = volume.transpose(2, 1, 0), 1
@@ -149,10 +151,20 @@ def _spatial_shape(shape: tuple[int, ...], label: str) -> tuple[tuple[int, int, 
     return (shape[0], shape[1], shape[2]), notes
 
 
-def _to_axial(affine: np.ndarray, label: str) -> np.ndarray:
-    """The nibabel orientation transform from the file's voxel axes to :data:`AXIAL_CODES`."""
+# A single coronal or sagittal slice stays in its own plane (reorienting it to axial would cut
+# it into one-pixel strips): slice axis first, rows superior to inferior, radiological columns.
+_SINGLE_SLICE_CODES = {0: ("L", "I", "P"), 1: ("A", "I", "L"), 2: AXIAL_CODES}
+
+
+def _to_axial(affine: np.ndarray, spatial: tuple[int, int, int], label: str) -> np.ndarray:
+    """The nibabel orientation transform from the file's voxel axes to :data:`AXIAL_CODES`
+    (or, for a lone non-axial slice, to its own plane's display orientation)."""
     ornt = io_orientation(affine)
     if np.isnan(ornt).any():
         raise InputError(f"{label}: the NIfTI affine is degenerate ({affine.tolist()}). "
                          "Accepted: volumes whose affine maps voxel axes to distinct directions.")
-    return ornt_transform(ornt, axcodes2ornt(AXIAL_CODES))
+    singletons = [axis for axis, n in enumerate(spatial) if n == 1]
+    codes = AXIAL_CODES
+    if len(singletons) == 1:
+        codes = _SINGLE_SLICE_CODES[int(ornt[singletons[0], 0])]
+    return ornt_transform(ornt, axcodes2ornt(codes))

@@ -24,6 +24,10 @@ from metaseg_viewer.config import PreprocessConfig
 from metaseg_viewer.errors import InputError
 
 
+DISPLAY_PERCENTILES = (0.5, 99.5)
+"""Window for showing non-8-bit images to people (overlays, sheets): the preprocessing default."""
+
+
 @dataclass(frozen=True)
 class Geometry:
     """What :func:`restore` needs to undo padding and resizing: original size and padding."""

@@ -44,7 +44,7 @@ def read_ensemble_card(path: Path) -> EnsembleCard:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"ensemble card {path} is not readable JSON: {exc}") from exc
-    if data.get("card_format") != CARD_FORMAT or not data.get("members"):
+    if not isinstance(data, dict) or data.get("card_format") != CARD_FORMAT or not data.get("members"):
         raise CheckpointError(f"ensemble card {path} needs card_format {CARD_FORMAT} and a members list")
     members = tuple(path.parent / SINGLE_MODELS.get(m, m) for m in data["members"])
     return EnsembleCard(

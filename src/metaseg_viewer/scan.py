@@ -17,10 +17,10 @@ class Scan:
     """One image or a stack of axial slices, single channel.
 
     Attributes:
-        pixels: ``(Z, H, W)`` array in the file's dtype; ``Z == 1`` for a 2-D image. For volumes
-            slice 0 is the most inferior (or, for non-axial DICOM, the first along the slice
-            normal); rows run anterior to posterior and columns patient-right to patient-left
-            (radiological display).
+        pixels: ``(Z, H, W)`` array in the file's dtype; ``Z == 1`` for a 2-D image. NIfTI
+            volumes are reoriented to axial: slice 0 most inferior, rows anterior to posterior,
+            columns patient-right to patient-left (radiological display). DICOM series keep
+            their acquisition plane and stored pixel order, slices sorted along the normal.
         spacing: ``(dz, dy, dx)`` in millimetres, or ``None`` when the format does not say
             (PNG, JPEG, TIFF). ``dz`` is ``nan`` for a single DICOM slice without thickness.
         affine: 4x4 voxel-to-world matrix (RAS+, millimetres, nibabel's convention) for the
@@ -30,6 +30,8 @@ class Scan:
         is_volume: ``True`` for NIfTI and DICOM input: masks are written as NIfTI, not PNG.
         source: the path (or upload name) the scan came from, for messages and output names.
         description: how the pixels were obtained (e.g. "FLAIR channel of LGG 3-channel TIFF").
+        metadata: reader-specific strings (e.g. DICOM identifiers; ``axcodes``, the orientation
+            a NIfTI was reoriented to, which the NIfTI writer uses to go back).
     """
 
     pixels: np.ndarray
@@ -53,17 +55,3 @@ class Scan:
     def shape(self) -> tuple[int, int, int]:
         z, h, w = self.pixels.shape
         return int(z), int(h), int(w)
-
-    @property
-    def pixel_area_mm2(self) -> float | None:
-        """Area of one pixel in mm², or ``None`` when in-plane spacing is unknown."""
-        if self.spacing is None:
-            return None
-        return float(self.spacing[1] * self.spacing[2])
-
-    @property
-    def voxel_volume_mm3(self) -> float | None:
-        """Volume of one voxel in mm³, or ``None`` when any spacing is unknown."""
-        if self.spacing is None or not np.isfinite(self.spacing[0]):
-            return None
-        return float(np.prod(self.spacing))

@@ -16,7 +16,7 @@ import cv2
 from metaseg_viewer.inference import Prediction, Predictor, Progress
 from metaseg_viewer.io import read_scan, write_mask_nifti, write_mask_png
 from metaseg_viewer.lesions import lesion_table, lesions_to_rows
-from metaseg_viewer.preprocessing import window_to_uint8
+from metaseg_viewer.preprocessing import DISPLAY_PERCENTILES, window_to_uint8
 from metaseg_viewer.render import overlay_stack
 from metaseg_viewer.scan import Scan
 
@@ -48,7 +48,7 @@ def lesion_rows(scan: Scan, prediction: Prediction) -> list[dict]:
     for z in range(scan.n_slices):
         in_plane = None if spacing is None else spacing[1:]
         for row in lesions_to_rows(lesion_table(prediction.mask[z], prediction.probabilities[z], in_plane)):
-            rows.append({"slice": z + 1, **row} if scan.n_slices > 1 else row)
+            rows.append({"slice_index": z, **row} if scan.n_slices > 1 else row)
     return rows
 
 
@@ -60,13 +60,14 @@ def write_outputs(scan: Scan, prediction: Prediction, out_dir: Path, stem: str) 
     else:
         mask_path = out_dir / f"{stem}_mask.nii.gz"
         write_mask_nifti(prediction.mask, scan, mask_path)
-    display = window_to_uint8(scan.pixels, (0.5, 99.5))
+    display = window_to_uint8(scan.pixels, DISPLAY_PERCENTILES)
     overlay_path = out_dir / f"{stem}_overlay.png"
-    cv2.imwrite(str(overlay_path), cv2.cvtColor(overlay_stack(display, prediction.mask), cv2.COLOR_RGB2BGR))
+    if not cv2.imwrite(str(overlay_path), cv2.cvtColor(overlay_stack(display, prediction.mask), cv2.COLOR_RGB2BGR)):
+        raise OSError(f"could not write {overlay_path}")
     rows = lesion_rows(scan, prediction)
     lesions_path = out_dir / f"{stem}_lesions.csv"
     with open(lesions_path, "w", newline="") as fh:
-        fields = list(rows[0]) if rows else ["label", "size_px", "size_mm", "centroid_row", "centroid_col", "mean_probability"]
+        fields = list(rows[0]) if rows else ["label", "size_px", "centroid_row", "centroid_col", "mean_probability"]
         writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
@@ -82,11 +83,13 @@ def segment_file(
     min_lesion_size: int | None = None,
     color: str = "auto",
     progress: Progress | None = None,
+    stem: str | None = None,
 ) -> SegmentOutputs:
-    """Read ``source``, segment it, write its outputs into ``out_dir``; raises ``MetaSegError``."""
+    """Read ``source``, segment it, write its outputs into ``out_dir`` as ``<stem>_*`` (default:
+    the input's name); raises ``MetaSegError`` for bad input, ``OSError`` if it cannot write."""
     scan = read_scan(source, color=color)  # type: ignore[arg-type]
     prediction = predictor.predict(scan, threshold, tta, min_lesion_size, progress)
-    return write_outputs(scan, prediction, Path(out_dir), output_stem(source))
+    return write_outputs(scan, prediction, Path(out_dir), stem or output_stem(source))
 
 
 __all__ = ["SegmentOutputs", "lesion_rows", "output_stem", "segment_file", "write_outputs"]

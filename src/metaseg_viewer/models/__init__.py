@@ -25,8 +25,8 @@ def build_model(config: ModelConfig) -> nn.Module:
         raise ValueError(f"unknown architecture {config.arch!r}; valid: {sorted(ARCHITECTURES)}") from None
     try:
         return builder(**config.params)
-    except TypeError as exc:
-        raise ValueError(f"invalid arguments for {config.arch!r}: {exc}") from exc
+    except (TypeError, KeyError, ValueError) as exc:  # smp raises KeyError for unknown encoders
+        raise ValueError(f"invalid arguments for {config.arch!r} {config.params}: {exc}") from exc
 
 
 __all__ = ["ARCHITECTURES", "Segmenter", "build_model"]

@@ -4,11 +4,10 @@ Every skip connection passes through an additive attention gate driven by the co
 signal. segmentation-models-pytorch has no such network (its ``scse`` option is channel/spatial
 squeeze-excitation, not an attention gate). Of the two routes considered — MONAI's implementation,
 the medical-imaging field's own and maintained, or a hand-written attention-gate decoder on a
-segmentation-models-pytorch encoder — MONAI's needs no network code of ours. Measured on 2 CPU
-cores (forward+backward+AdamW, batch 16 of 128x128 crops): with widths 16-256 it has 2.0 M
-parameters and takes about 90 ms per crop, about 116 ms per 256x256 slice at inference, which
-fits the CPU training budget. An accuracy-per-CPU-minute comparison against the hand-written
-route has not been run; the widths are configuration.
+segmentation-models-pytorch encoder — MONAI's needs no network code of ours, and with widths
+16-256 (2.0 M parameters) its CPU training step fits a 2-core budget
+(``python benchmarks/bench_training_step.py`` prints the figures). An accuracy-per-CPU-minute
+comparison against the hand-written route has not been run; the widths are configuration.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Nested U-Net (U-Net++, Zhou et al. 2018) from segmentation-models-pytorch.
 
-Encoder and decoder widths are configuration. The default, a MobileNetV2 encoder with a slim
-decoder (3.3 M parameters, 13 MB as float32 safetensors), trains at about 55 ms per 128x128
-crop on 2 CPU cores (measured with a forward+backward+AdamW step at batch 16); a ResNet-18
-encoder was 5x slower and its weights would not fit the 16 MB limit. Nothing is downloaded:
-``encoder_weights=None`` always.
+Encoder and decoder widths are configuration. The default is a MobileNetV2 encoder with a slim
+decoder: about 3.3 M parameters, so the float32 weights stay under the 16 MB limit, and a CPU
+training step several times cheaper than with a ResNet-18 encoder (whose 11 M encoder parameters
+alone would not fit the limit). Figures: ``python benchmarks/bench_training_step.py``.
+Nothing is downloaded: ``encoder_weights=None`` always.
 """
 
 from __future__ import annotations
