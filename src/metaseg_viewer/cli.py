@@ -34,6 +34,7 @@ def _segment(args: argparse.Namespace) -> int:
         while stem in used:  # a/scan.nii.gz and b/scan.nii.gz must not overwrite each other
             stem += "_2"
         used.add(stem)
+        error = ""
         with tqdm(total=1, desc=str(source)[-40:], unit="slice", file=sys.stderr, leave=False) as bar:
 
             def progress(done: int, total: int) -> None:
@@ -44,13 +45,13 @@ def _segment(args: argparse.Namespace) -> int:
                 result = segment_file(predictor, source, args.out, args.threshold, args.tta, args.min_lesion_size,
                                       args.channel, progress, stem)
             except MetaSegError as exc:
-                failed += 1
-                print(f"error: {source}: {exc}", file=sys.stderr)
-                continue
+                error = str(exc) if str(exc).startswith(str(source)) else f"{source}: {exc}"
             except OSError as exc:
-                failed += 1
-                print(f"error: {source}: cannot write results to {args.out}: {exc}", file=sys.stderr)
-                continue
+                error = f"{source}: cannot write results to {args.out}: {exc}"
+        if error:
+            failed += 1
+            print(f"error: {error}", file=sys.stderr)
+            continue
         print(f"{source}: {result.n_lesions} lesion(s) -> {result.mask}, {result.overlay}, {result.lesions}")
     return 1 if failed else 0
 

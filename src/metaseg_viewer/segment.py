@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from metaseg_viewer.inference import Prediction, Predictor, Progress
 from metaseg_viewer.io import read_scan, write_mask_nifti, write_mask_png
@@ -39,11 +40,21 @@ def output_stem(source: str | Path) -> str:
 
 
 def lesion_rows(scan: Scan, prediction: Prediction) -> list[dict]:
-    """The lesion table as flat rows: 3-D lesions for a volume, else per 2-D image."""
+    """The lesion table as flat rows: 3-D lesions for a volume, else per 2-D image.
+
+    Centroids are 0-based indices into the scan's ``(Z, H, W)`` array; where the scan has an
+    affine they are also given in world millimetres (RAS+, ``centroid_x_mm`` ...), which any
+    viewer showing the original file understands.
+    """
     spacing = scan.spacing
     if scan.is_volume:
         lesions = lesion_table(prediction.mask, prediction.probabilities, spacing)
-        return lesions_to_rows(lesions)
+        rows = lesions_to_rows(lesions)
+        if scan.affine is not None:
+            for row, lesion in zip(rows, lesions):
+                world = scan.affine @ np.array([*lesion.centroid, 1.0])
+                row.update({"centroid_x_mm": world[0], "centroid_y_mm": world[1], "centroid_z_mm": world[2]})
+        return rows
     rows = []
     for z in range(scan.n_slices):
         in_plane = None if spacing is None else spacing[1:]
