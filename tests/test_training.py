@@ -8,7 +8,9 @@ import shutil
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
+import torch
 
 from metaseg_viewer.samples import make_slice
 from training.cli import main
@@ -37,6 +39,43 @@ def test_flat_layout_pairs_by_stem_and_volume_is_stem_prefix(tmp_path: Path) -> 
     assert all(s.mask.parent.name == "masks" and s.mask.stem == s.image.stem for s in slices)
 
 
+def test_kaggle_and_per_patient_layouts_from_generated_files(tmp_path: Path) -> None:
+    import tifffile
+
+    kaggle = tmp_path / "kaggle_3m" / "TCGA_XX_0001_20000101"
+    kaggle.mkdir(parents=True)
+    per_patient = tmp_path / "pp" / "P7"
+    (per_patient / "images").mkdir(parents=True)
+    (per_patient / "masks").mkdir()
+    for n in (1, 2, 10):
+        s = make_slice(size=64, seed=n)
+        rgb = np.stack([s.image // 2, s.image, s.image // 3], axis=-1)  # FLAIR in channel 1
+        tifffile.imwrite(kaggle / f"TCGA_XX_0001_20000101_{n}.tif", rgb)
+        tifffile.imwrite(kaggle / f"TCGA_XX_0001_20000101_{n}_mask.tif", s.mask.astype(np.uint8) * 255)
+        cv2.imwrite(str(per_patient / "images" / f"{n}.png"), s.image)
+        cv2.imwrite(str(per_patient / "masks" / f"{n}.png"), s.mask.astype(np.uint8) * 255)
+    found = find_slices(tmp_path / "kaggle_3m")
+    assert [(s.volume, s.index) for s in found] == [("TCGA_XX_0001_20000101", n) for n in (1, 2, 10)]
+    assert [s.index for s in find_slices(tmp_path / "pp")] == [1, 2, 10]  # numeric, not name order
+    from metaseg_viewer.config import PreprocessConfig
+    from training.data import load_slices
+
+    loaded = load_slices(found, PreprocessConfig())
+    expected = make_slice(size=64, seed=1)
+    assert loaded.images.shape == (3, 256, 256)  # preprocessed by the core: resized to 256
+    assert loaded.masks[0].sum() > 0.5 * expected.mask.sum() * (256 / 64) ** 2
+
+
+def test_mask_of_another_size_is_refused_by_name(tmp_path: Path) -> None:
+    from metaseg_viewer.config import PreprocessConfig
+    from training.data import load_slices
+
+    root = _write_flat(tmp_path / "d", patients=1, per_patient=1)
+    cv2.imwrite(str(root / "masks" / "P0_1.png"), np.zeros((32, 48), np.uint8))
+    with pytest.raises(LayoutError, match="P0_1.png is 48x32 pixels but its image"):
+        load_slices(find_slices(root), PreprocessConfig())
+
+
 def test_real_layouts_are_detected(shared_data: Path) -> None:
     kaggle = find_slices(shared_data / "lgg_kaggle3m_sample" / "kaggle_3m")
     assert len({s.volume for s in kaggle}) == 3
@@ -58,6 +97,19 @@ def test_layout_errors_name_the_offender(tmp_path: Path) -> None:
         find_slices(tmp_path / "odd")
     with pytest.raises(LayoutError, match="does not exist"):
         find_slices(tmp_path / "missing")
+    lonely = tmp_path / "lonely" / "images"
+    lonely.mkdir(parents=True)
+    with pytest.raises(LayoutError, match="has images/ but no masks/"):
+        find_slices(tmp_path / "lonely")
+
+
+def test_cli_reports_user_mistakes_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--crop", "8"]) == 2
+    assert "crop must be at least 16" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--resume"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
 
 
 def test_split_is_by_patient_seeded_and_disjoint() -> None:
@@ -89,7 +141,9 @@ def test_training_loop_end_to_end_with_resume_and_evaluate(tmp_path: Path) -> No
     split = json.loads((run / "split.json").read_text())
     assert not set(split["train"]) & set(split["validation"])
     card = json.loads((run / "best.json").read_text())
-    assert card["metrics"]["validation"]["volume_dice_mean"] >= 0 and card["training"]["validation_patients"]
+    assert 0 <= card["metrics"]["validation"]["volume_dice_mean"] <= 1
+    assert card["training"]["validation_patients"] == split["validation"]
+    assert _train(data, run, "--epochs", "6") == 2  # an existing run is never overwritten
     assert card["training"]["command"].startswith("python -m training train --data")
 
     out = tmp_path / "eval" / "result.json"
@@ -127,7 +181,12 @@ def test_ctrl_c_saves_and_resume_continues_exactly(tmp_path: Path, monkeypatch: 
     a = [float(r["train_loss"]) for r in csv.DictReader(open(straight / "metrics.csv"))]
     b = [float(r["train_loss"]) for r in csv.DictReader(open(resumed / "metrics.csv"))]
     assert len(b) == 3
-    assert b == pytest.approx(a, rel=1e-5)
+    assert b == a  # bit for bit: same batches, same augmentations, same optimizer state
+    from safetensors.torch import load_file
+
+    weights_a, weights_b = load_file(straight / "last.safetensors"), load_file(resumed / "last.safetensors")
+    assert weights_a.keys() == weights_b.keys()
+    assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
 
 
 def test_train_on_real_slices(shared_data: Path, tmp_path: Path) -> None:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 from pathlib import Path
 
 from metaseg_viewer.errors import MetaSegError
+from training.config import RunFolderError, TrainConfig
 from training.data import LayoutError
-from training.loop import RunFolderError
 
-from training.config import TrainConfig
 
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
@@ -77,7 +77,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"  {key:24s} {value:.4f}" if isinstance(value, float) else f"  {key:24s} {value}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({**summary, "model": predictor.name, "settings": settings.to_dict()}, indent=2) + "\n")
+        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
+        args.json.write_text(json.dumps({**clean, "model": predictor.name, "settings": settings.to_dict()},
+                                        indent=2, allow_nan=False) + "\n")
         write_per_volume_csv(rows, args.json.with_name(args.json.stem + "_volumes.csv"))
         write_sheet(predictions, settings.threshold, settings.min_lesion_size, args.json.with_name(args.json.stem + "_sheet.png"))
     return 0
@@ -115,11 +117,12 @@ def _run(args: argparse.Namespace, command: str) -> int:
         from training.loop import train
 
         fields = {k: v for k, v in vars(args).items() if k not in ("command", "resume")}
-        fields["model_params"] = fields.pop("model_params")
         out = Path(args.out)
         if args.resume and (out / "config.json").exists():
+            # The saved run defines the schedule; only where to run may change (when given).
             saved = json.loads((out / "config.json").read_text())
-            saved.update({k: v for k, v in fields.items() if k in ("out", "minutes", "device", "threads")})
+            saved.update({k: v for k, v in fields.items() if k in ("device", "threads") and v is not None})
+            saved["out"] = args.out
             fields = saved
         train(TrainConfig(**fields), resume=args.resume, command=command)
     return 0

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+
+class RunFolderError(ValueError):
+    """A run folder that would be overwritten, one with nothing to resume, or invalid settings."""
 
 
 @dataclass
@@ -22,7 +27,7 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     warmup_fraction: float = 0.03
-    patience: int = 12  # early stopping, in epochs without validation improvement
+    patience: int = 12  # early stopping: validations without improvement
     val_fraction: float = 0.2
     seed: int = 0
     minutes: float | None = None  # wall-clock budget; the run stops cleanly and can be resumed
@@ -30,6 +35,24 @@ class TrainConfig:
     threads: int | None = None
     val_every: int = 1
     val_from: float = 0.0  # validate only from this fraction of the schedule on (and at the end)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.epochs < 1 or self.samples_per_epoch < 1 or self.batch_size < 1:
+            problems.append("epochs, samples_per_epoch and batch_size must be >= 1")
+        if self.crop < 16:
+            problems.append(f"crop must be at least 16 pixels, got {self.crop}")
+        if not 0 < self.val_fraction < 1:
+            problems.append(f"val_fraction must be between 0 and 1, got {self.val_fraction}")
+        for name in ("lesion_fraction", "full_slice_fraction", "full_slice_lesion_fraction", "val_from", "warmup_fraction"):
+            if not 0 <= getattr(self, name) <= 1:
+                problems.append(f"{name} must be between 0 and 1, got {getattr(self, name)}")
+        if self.lr <= 0 or (self.minutes is not None and self.minutes <= 0):
+            problems.append("lr and minutes must be > 0")
+        if self.device is not None and not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
+            problems.append(f"device must be cpu, cuda or cuda:N, got {self.device!r}")
+        if problems:
+            raise RunFolderError("invalid training settings: " + "; ".join(problems))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

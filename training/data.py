@@ -39,7 +39,8 @@ class SliceFile:
 
 
 def _slice_number(stem: str) -> int:
-    match = re.search(r"_(\d+)$", stem)
+    """Trailing digits of the stem (``P_12`` → 12, ``12`` → 12), so slices sort 1, 2, 10."""
+    match = re.search(r"(\d+)$", stem)
     return int(match.group(1)) if match else -1
 
 
@@ -74,8 +75,14 @@ def find_slices(root: str | Path) -> list[SliceFile]:
         pairs = _pair(_images_in(root / "images"), _images_in(root / "masks"), lambda p: p.stem.rsplit("_", 1)[0])
     else:
         pairs = []
-        for sub in sorted(p for p in root.iterdir() if p.is_dir()):
-            if (sub / "images").is_dir() and (sub / "masks").is_dir():
+        for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))):
+            if sub.name in ("images", "masks"):  # the flat layout with one of its two folders
+                raise LayoutError(f"{root} has {sub.name}/ but no {({'images', 'masks'} - {sub.name}).pop()}/ beside it")
+            has_images, has_masks = (sub / "images").is_dir(), (sub / "masks").is_dir()
+            if has_images != has_masks:
+                have, lack = ("images", "masks") if has_images else ("masks", "images")
+                raise LayoutError(f"{sub} has {have}/ but no {lack}/ beside it")
+            if has_images:
                 pairs += _pair(_images_in(sub / "images"), _images_in(sub / "masks"), lambda _, s=sub: s.name)
             elif any(p.stem.endswith("_mask") for p in _images_in(sub)):
                 pairs += _kaggle_patient(sub)
@@ -107,6 +114,15 @@ def write_split(path: Path, train: list[str], val: list[str], seed: int) -> None
     path.write_text(json.dumps({"seed": seed, "train": train, "validation": val}, indent=1) + "\n")
 
 
+def read_split(path: Path, available: list[str]) -> tuple[list[str], list[str]]:
+    """The (train, validation) volumes of a saved split; every one must still be in the data."""
+    split = json.loads(path.read_text())
+    missing = sorted(set(split["train"] + split["validation"]) - set(available))
+    if missing:
+        raise LayoutError(f"patients of {path} are missing from the data folder: {missing[:5]}")
+    return split["train"], split["validation"]
+
+
 @dataclass
 class SliceSet:
     """Preprocessed slices held in memory: ``images`` float32 (N, S, S), ``masks`` bool (N, S, S)."""
@@ -114,7 +130,6 @@ class SliceSet:
     images: np.ndarray
     masks: np.ndarray
     volumes: list[str]
-    indices: list[int]
 
 
 def load_slices(slices: list[SliceFile], config: PreprocessConfig) -> SliceSet:
@@ -128,9 +143,12 @@ def load_slices(slices: list[SliceFile], config: PreprocessConfig) -> SliceSet:
         images.append(prepared.network_input[0])
         mask = read_scan(s.mask, color="gray").pixels[0] > 0
         g = prepared.geometry
+        if mask.shape != (g.height, g.width):
+            raise LayoutError(f"mask {s.mask} is {mask.shape[1]}x{mask.shape[0]} pixels but its image {s.image} "
+                              f"is {g.width}x{g.height}: a mask must have its image's size")
         square = np.zeros((g.side, g.side), np.uint8)
         square[g.pad_top : g.pad_top + g.height, g.pad_left : g.pad_left + g.width] = mask
         if g.side != config.size:
             square = cv2.resize(square, (config.size, config.size), interpolation=cv2.INTER_NEAREST)
         masks.append(square.astype(bool))
-    return SliceSet(np.stack(images), np.stack(masks), [s.volume for s in slices], [s.index for s in slices])
+    return SliceSet(np.stack(images), np.stack(masks), [s.volume for s in slices])

@@ -14,6 +14,7 @@ are computed per volume; pooled Dice/IoU over all slices.
 from __future__ import annotations
 
 import csv
+import math
 import time
 from dataclasses import dataclass
 from itertools import groupby
@@ -28,7 +29,7 @@ from metaseg_viewer.lesions import lesion_scores
 from metaseg_viewer.metrics import dice, hd95, pooled_dice, pooled_iou, summarize_scores
 from metaseg_viewer.preprocessing import DISPLAY_PERCENTILES, window_to_uint8
 from metaseg_viewer.render import montage, overlay
-from training.data import SliceFile
+from training.data import LayoutError, SliceFile
 
 
 @dataclass
@@ -44,6 +45,8 @@ def predict_folder(predictor: Predictor, slices: list[SliceFile], tta: bool) -> 
     """Probabilities for every slice, grouped by volume; returns them and seconds per slice."""
     from tqdm import tqdm
 
+    if not slices:
+        raise LayoutError("no slices to evaluate (check --data and --split)")
     out: list[VolumePrediction] = []
     seconds = 0.0
     bar = tqdm(total=len(slices), desc=f"predicting (tta={tta})", unit="slice", mininterval=5)
@@ -52,11 +55,14 @@ def predict_folder(predictor: Predictor, slices: list[SliceFile], tta: bool) -> 
         scans = [read_scan(s.image) for s in files]
         refs = [read_scan(s.mask, color="gray").pixels[0] > 0 for s in files]
         pixels = [s.pixels for s in scans]
+        for f, p, r in zip(files, pixels, refs):
+            if p.shape[1:] != r.shape:
+                raise LayoutError(f"mask {f.mask} has size {r.shape} but its image {f.image} has {p.shape[1:]}")
         start = time.perf_counter()
         if all(p.dtype == np.uint8 and p.shape == pixels[0].shape for p in pixels):
             probs = list(predictor.probabilities(np.concatenate(pixels), tta)[0])  # identical to one by one
         else:
-            probs = [predictor.probabilities(p, tta)[0][0] for p in pixels]
+            probs = [predictor.probabilities(p[:1], tta)[0][0] for p in pixels]
         seconds += time.perf_counter() - start
         images = [window_to_uint8(p[0], DISPLAY_PERCENTILES) for p in pixels]
         out.append(VolumePrediction(volume, [s.index for s in files], images, probs, refs))
@@ -70,6 +76,7 @@ def score(predictions: list[VolumePrediction], threshold: float, min_lesion_size
     rows = []
     all_pred, all_ref = [], []
     found = true = hit = predicted = 0
+    lesion_dice_sum = lesion_dice_count = 0.0
     for v in predictions:
         pred = binarize(np.stack(v.probabilities), threshold, min_lesion_size, volume=False)
         ref = np.stack(v.references)
@@ -78,6 +85,9 @@ def score(predictions: list[VolumePrediction], threshold: float, min_lesion_size
         lesions = lesion_scores(pred, ref)
         found, true = found + lesions.tp_ref, true + lesions.n_ref
         hit, predicted = hit + lesions.tp_pred, predicted + lesions.n_pred
+        scored = lesions.n_ref + lesions.fp_pred  # lesion-wise Dice is pooled over these
+        lesion_dice_sum += lesions.lesion_dice * scored
+        lesion_dice_count += scored
         rows.append({
             "volume": v.volume, "slices": len(ref), "dice": dice(pred, ref), "true_voxels": int(ref.sum()),
             "predicted_voxels": int(pred.sum()), "hd95_px": hd95(pred, ref), "true_lesions": lesions.n_ref,
@@ -88,6 +98,9 @@ def score(predictions: list[VolumePrediction], threshold: float, min_lesion_size
     precision = hit / predicted if predicted else (1.0 if not true else 0.0)
     f1 = 0.0 if sensitivity + precision == 0 else 2 * sensitivity * precision / (sensitivity + precision)
     volume_dice = summarize_scores(r["dice"] for r in rows)
+    # HD95 is undefined when one side is empty (inf) and 0 when both are; the median is over
+    # volumes where it is defined and both sides have lesions.
+    defined = [r["hd95_px"] for r in rows if math.isfinite(r["hd95_px"]) and r["true_voxels"] and r["predicted_voxels"]]
     summary = {
         "pooled_dice": pooled_dice(all_pred, all_ref),
         "pooled_iou": pooled_iou(all_pred, all_ref),
@@ -96,8 +109,9 @@ def score(predictions: list[VolumePrediction], threshold: float, min_lesion_size
         "lesion_sensitivity": float(sensitivity),
         "lesion_precision": float(precision),
         "lesion_f1": float(f1),
-        "lesionwise_dice": float(np.mean([r["lesionwise_dice"] for r in rows])),
-        "hd95_median": float(np.median([r["hd95_px"] for r in rows])),
+        "lesionwise_dice": lesion_dice_sum / lesion_dice_count if lesion_dice_count else 1.0,
+        "hd95_median": float(np.median(defined)) if defined else math.nan,
+        "hd95_volumes": len(defined),
         "n_volumes": len(rows),
         "n_slices": len(all_ref),
     }
@@ -138,7 +152,7 @@ def write_sheet(predictions: list[VolumePrediction], threshold: float, min_size:
                 pred = binarize(prob[None], threshold, min_size)[0]
                 scored.append((dice(pred, ref), v, i, pred))
     scored.sort(key=lambda t: t[0])
-    picks = scored[-n:][::-1] + scored[:n]
+    picks = scored[::-1] if len(scored) <= 2 * n else scored[-n:][::-1] + scored[:n]  # best, then worst
     tiles, labels = [], []
     for d, v, i, pred in picks:
         tile = overlay(v.images[i], pred, color=(255, 40, 40), alpha=0.3)
@@ -146,5 +160,8 @@ def write_sheet(predictions: list[VolumePrediction], threshold: float, min_size:
         cv2.drawContours(tile, contours, -1, (40, 255, 40), 1)
         tiles.append(tile)
         labels.append(f"{v.volume[-13:]} #{v.indices[i]} Dice {d:.2f}")
-    if tiles:
-        cv2.imwrite(str(path), cv2.cvtColor(montage(tiles, columns=n, labels=labels), cv2.COLOR_RGB2BGR))
+    if not tiles:  # no slice with a true lesion: say so in the picture rather than write nothing
+        blank = np.zeros((64, 256, 3), np.uint8)
+        cv2.putText(blank, "no slices with lesions", (8, 36), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
+        tiles, labels = [blank], [""]
+    cv2.imwrite(str(path), cv2.cvtColor(montage(tiles, columns=n, labels=labels), cv2.COLOR_RGB2BGR))

@@ -11,13 +11,16 @@ from metaseg_viewer.errors import CheckpointError
 from metaseg_viewer.config import InferenceConfig
 from metaseg_viewer.inference import Predictor, default_device
 from metaseg_viewer.registry import SINGLE_MODELS
-from training.data import find_slices
+from training.data import LayoutError, find_slices
 from training.evaluate import tune
 
 
 def _validation_slices(data: str, split_file: Path):
     val = set(json.loads(split_file.read_text())["validation"])
-    return [s for s in find_slices(data) if s.volume in val], sorted(val)
+    slices = [s for s in find_slices(data) if s.volume in val]
+    if not slices:
+        raise LayoutError(f"no slices of the {len(val)} validation patients of {split_file} found in {data}")
+    return slices, sorted(val)
 
 
 def export_run(run: Path, name: str, to: Path, data: str | None = None, command: str = "") -> ModelCard:

@@ -26,8 +26,8 @@ from metaseg_viewer.checkpoints import ModelCard, save_checkpoint
 from metaseg_viewer.config import ModelConfig, PreprocessConfig
 from metaseg_viewer.inference import default_device
 from metaseg_viewer.models import build_model
-from training.config import TrainConfig
-from training.data import find_slices, load_slices, split_volumes, write_split
+from training.config import RunFolderError, TrainConfig
+from training.data import find_slices, load_slices, read_split, split_volumes, write_split
 from training.sampling import SliceSampler
 from training.validation import validate
 
@@ -53,10 +53,6 @@ def hardware() -> str:
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-
-class RunFolderError(ValueError):
-    """A run folder that would be overwritten, or one with nothing to resume."""
 
 
 def _card(cfg: TrainConfig, name: str, train: list[str], val: list[str], metrics: dict, minutes: float,
@@ -85,7 +81,8 @@ def _card(cfg: TrainConfig, name: str, train: list[str], val: list[str], metrics
 
 
 def train(cfg: TrainConfig, resume: bool = False, command: str = "") -> Path:
-    """Train one network; returns the run folder. Ctrl-C saves ``last`` and exits cleanly.
+    """Train one network; returns the run folder. Ctrl-C exits cleanly, keeping the state of the
+    last completed epoch, from which ``--resume`` continues exactly.
 
     ``command`` is the command line that started the run, recorded in the model cards."""
     out = Path(cfg.out)
@@ -93,19 +90,28 @@ def train(cfg: TrainConfig, resume: bool = False, command: str = "") -> Path:
         raise RunFolderError(f"nothing to resume in {out}: no state.pt (a run saves it after each completed epoch)")
     if not resume and any((out / name).exists() for name in ("state.pt", "metrics.csv", "best.safetensors")):
         raise RunFolderError(f"{out} already holds a run: continue it with --resume or choose a new --out")
+    device = cfg.device or default_device()
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RunFolderError(f"device {device!r} requested but CUDA is not available here; use --device cpu")
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = cfg.device or default_device()
     _seed_everything(cfg.seed)
 
-    slices = find_slices(cfg.data)
-    train_vols, val_vols = split_volumes([s.volume for s in slices], cfg.val_fraction, cfg.seed)
-    write_split(out / "split.json", train_vols, val_vols, cfg.seed)
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1) + "\n")
-    preprocess_cfg = PreprocessConfig()
-    train_set = load_slices([s for s in slices if s.volume in set(train_vols)], preprocess_cfg)
-    val_set = load_slices([s for s in slices if s.volume in set(val_vols)], preprocess_cfg)
+    try:
+        slices = find_slices(cfg.data)
+        if resume:  # the saved split, never a new one: patients must not change sides
+            train_vols, val_vols = read_split(out / "split.json", [s.volume for s in slices])
+        else:
+            train_vols, val_vols = split_volumes([s.volume for s in slices], cfg.val_fraction, cfg.seed)
+            write_split(out / "split.json", train_vols, val_vols, cfg.seed)
+            (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1) + "\n")
+        preprocess_cfg = PreprocessConfig()
+        train_set = load_slices([s for s in slices if s.volume in set(train_vols)], preprocess_cfg)
+        val_set = load_slices([s for s in slices if s.volume in set(val_vols)], preprocess_cfg)
+    except KeyboardInterrupt:
+        print("\ninterrupted while loading data; nothing to save", flush=True)
+        raise SystemExit(130) from None
     print(f"{len(train_set.images)} training slices ({len(train_vols)} patients), "
           f"{len(val_set.images)} validation slices ({len(val_vols)} patients), device {device}", flush=True)
 
@@ -117,6 +123,7 @@ def train(cfg: TrainConfig, resume: bool = False, command: str = "") -> Path:
     sampler = SliceSampler(train_set, cfg.crop, cfg.lesion_fraction, cfg.seed)
 
     start_epoch, best, stale, minutes_before = 0, -1.0, 0, 0.0
+    history: list[dict] = []  # metrics.csv rows, saved inside state.pt so the CSV always matches it
     if resume:
         state = torch.load(out / "state.pt", map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
@@ -124,10 +131,12 @@ def train(cfg: TrainConfig, resume: bool = False, command: str = "") -> Path:
         scaler.load_state_dict(state["scaler"])
         start_epoch, best, stale = int(state["epoch"]), float(state["best"]), int(state["stale"])
         minutes_before = float(state["minutes"])
+        command = str(state["command"])  # the cards name the command that started the run
+        history = json.loads(state["history"])
         torch.set_rng_state(state["torch_rng"])
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(list(state["cuda_rng"]))
-        extra = json.loads((out / "rng.json").read_text())
+        extra = json.loads(state["python_rng"])
         sampler.rng.bit_generator.state = extra["sampler"]
         np.random.set_state(tuple(extra["numpy"]))
         random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in extra["random"]))
@@ -159,9 +168,10 @@ def train(cfg: TrainConfig, resume: bool = False, command: str = "") -> Path:
         rng = {"sampler": sampler.rng.bit_generator.state, "numpy": list(np.random.get_state()),
                "random": list(random.getstate())}
         rng["numpy"][1] = rng["numpy"][1].tolist()
+        state["python_rng"] = json.dumps(rng)
+        state["command"] = command
+        state["history"] = json.dumps(history)
         torch.save(state, out / "state.pt.tmp")
-        (out / "rng.json.tmp").write_text(json.dumps(rng))
-        (out / "rng.json.tmp").replace(out / "rng.json")
         (out / "state.pt.tmp").replace(out / "state.pt")
 
     try:
@@ -201,8 +211,9 @@ def train(cfg: TrainConfig, resume: bool = False, command: str = "") -> Path:
                     stale += 1
                 print(f"epoch {epoch + 1}: loss {row['train_loss']:.4f} val per-volume Dice {scores['volume_dice_mean']:.4f} "
                       f"pooled {scores['pooled_dice']:.4f} (best {best:.4f})", flush=True)
-            _append_csv(out / "metrics.csv", row)
+            history.append(row)
             save_state(epoch + 1)
+            _write_csv(out / "metrics.csv", history)
             plot_curves(out)
             if stale >= cfg.patience:
                 print(f"early stop: no improvement for {stale} validations", flush=True)
@@ -220,13 +231,13 @@ def train(cfg: TrainConfig, resume: bool = False, command: str = "") -> Path:
     return out
 
 
-def _append_csv(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as fh:
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
-        if new:
-            writer.writeheader()
-        writer.writerow({k: row.get(k, "") for k in CSV_FIELDS})
+        writer.writeheader()
+        writer.writerows({k: row.get(k, "") for k in CSV_FIELDS} for row in rows)
+    tmp.replace(path)
 
 
 def plot_curves(run: Path) -> None:
