@@ -1,9 +1,9 @@
 """Nested U-Net (U-Net++, Zhou et al. 2018) from segmentation-models-pytorch.
 
 Encoder and decoder widths are configuration. The default is a MobileNetV2 encoder with a slim
-decoder: about 3.3 M parameters, so the float32 weights stay under the 16 MB limit, and a CPU
-training step several times cheaper than with a ResNet-18 encoder (whose 11 M encoder parameters
-alone would not fit the limit). Figures: ``python benchmarks/bench_training_step.py``.
+decoder: about 3.3 M parameters, so the float32 weights stay under the 16 MB limit (a ResNet-18
+encoder's 11 M parameters alone would not fit it) and a training step fits 2 CPU cores.
+Figures: ``python benchmarks/bench_training_step.py``.
 Nothing is downloaded: ``encoder_weights=None`` always.
 """
 
