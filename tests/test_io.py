@@ -29,7 +29,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, MRImageStorage, generate_uid
 
-from metaseg_viewer.errors import InputError
+from metaseg_viewer.errors import InputError, TooLargeError, UnsupportedFormatError
 from metaseg_viewer.io import (
     ACCEPTED_FORMATS,
     ReadLimits,
@@ -650,6 +650,14 @@ BAD_INPUTS = {
 }
 
 
+#: The apps answer these differently (HTTP 415 and 413); every other bad input is a plain InputError.
+_ERROR_KIND = {
+    **dict.fromkeys(["text", "zip", "gzip of text"], UnsupportedFormatError),
+    **dict.fromkeys(["png bomb (our limit)", "png bomb (IHDR)", "jpeg bomb (Pillow's check)",
+                     "nifti bomb header", "dicom bomb header"], TooLargeError),
+}
+
+
 @pytest.mark.filterwarnings("ignore::UserWarning")
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
 def test_bad_input_raises_input_error_saying_what_is_accepted(tmp_path, case):
@@ -659,7 +667,7 @@ def test_bad_input_raises_input_error_saying_what_is_accepted(tmp_path, case):
     for source in (path, data):
         with pytest.raises(InputError, match="(?i)accepted") as info:
             read_scan(source)
-        assert info.type is InputError
+        assert info.type is _ERROR_KIND.get(case, InputError)  # never a decoder's own exception
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
@@ -712,14 +720,17 @@ def test_dicom_folder_with_two_series_or_mixed_sizes(tmp_path, rng):
 
 def test_limits_refuse_large_files_and_slices(tmp_path, rng):
     data = png_bytes(rng.integers(0, 256, (20, 20), dtype=np.uint8))
-    with pytest.raises(InputError, match="max_bytes"):
+    with pytest.raises(TooLargeError, match="max_bytes"):
         read_scan(data, limits=ReadLimits(max_bytes=len(data) - 1))
-    with pytest.raises(InputError, match="max_slice_pixels"):
+    with pytest.raises(TooLargeError, match="max_slice_pixels"):
         read_scan(data, limits=ReadLimits(max_slice_pixels=399))
     assert read_scan(data, limits=ReadLimits(max_slice_pixels=400)).shape == (1, 20, 20)
     stack = tiff_bytes(np.zeros((3, 10, 10), np.uint8), photometric="minisblack")
-    with pytest.raises(InputError, match="max_voxels"):
+    with pytest.raises(TooLargeError, match="max_voxels"):
         read_scan(stack, limits=ReadLimits(max_voxels=299))
+    with pytest.raises(TooLargeError, match="3 slices exceed the limit of 2"):
+        read_scan(stack, limits=ReadLimits(max_slices=2))
+    assert read_scan(stack, limits=ReadLimits(max_slices=3)).shape == (3, 10, 10)
     with pytest.raises(ValueError):
         ReadLimits(max_bytes=0)
 

@@ -155,6 +155,26 @@ def test_training_loop_end_to_end_with_resume_and_evaluate(tmp_path: Path) -> No
     assert out.with_name("result_volumes.csv").is_file() and out.with_name("result_sheet.png").is_file()
 
 
+def test_init_fine_tunes_from_a_checkpoint_and_keeps_its_validation_patients(tmp_path: Path) -> None:
+    data = _write_flat(tmp_path / "data", patients=4, per_patient=2)
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert _train(data, first, "--epochs", "2") == 0
+    # A different seed would pick other validation patients; --init must keep the first run's.
+    assert _train(data, second, "--epochs", "1", "--seed", "5", "--full-slice-fraction", "1",
+                  "--init", str(first / "best.safetensors")) == 0
+    split_a = json.loads((first / "split.json").read_text())
+    split_b = json.loads((second / "split.json").read_text())
+    assert split_b["validation"] == split_a["validation"] and split_b["train"] == split_a["train"]
+    card_a = json.loads((first / "best.json").read_text())
+    card_b = json.loads((second / "last.json").read_text())
+    assert card_b["training"]["started_from"]["sha256"] == card_a["sha256"]
+    assert card_b["training"]["minutes"] >= card_a["training"]["minutes"]
+    assert [r["phase"] for r in csv.DictReader(open(second / "metrics.csv"))] == ["slices"]
+    # The starting weights must be a checkpoint of the same architecture and size.
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "third"), "--arch", "unetpp",
+                 "--init", str(first / "best.safetensors")]) == 2
+
+
 def test_ctrl_c_saves_and_resume_continues_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from training.sampling import SliceSampler
 

@@ -30,6 +30,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--minutes", type=float, default=None, help="wall-clock budget: the schedule (LR, phases) follows elapsed time and ends when it is spent")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--init", default=None, help="fine-tune: start from this checkpoint's weights; its validation patients stay the validation split")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
 
 

@@ -35,6 +35,7 @@ class TrainConfig:
     threads: int | None = None
     val_every: int = 1
     val_from: float = 0.0  # validate only from this fraction of the schedule on (and at the end)
+    init: str | None = None  # start from this checkpoint's weights (and keep its validation patients)
 
     def __post_init__(self) -> None:
         problems = []

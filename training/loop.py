@@ -22,7 +22,7 @@ import torch
 from monai.losses import DiceCELoss
 from tqdm import tqdm
 
-from metaseg_viewer.checkpoints import ModelCard, save_checkpoint
+from metaseg_viewer.checkpoints import ModelCard, load_checkpoint, read_card, save_checkpoint
 from metaseg_viewer.config import ModelConfig, PreprocessConfig
 from metaseg_viewer.inference import default_device
 from metaseg_viewer.models import build_model
@@ -56,7 +56,12 @@ def hardware() -> str:
 
 
 def _card(cfg: TrainConfig, name: str, train: list[str], val: list[str], metrics: dict, minutes: float,
-          epoch: int, command: str, preprocess: PreprocessConfig) -> ModelCard:
+          epoch: int, command: str, preprocess: PreprocessConfig, init: ModelCard | None = None) -> ModelCard:
+    """The card of a checkpoint of this run; a fine-tuned model's minutes include its starting model's."""
+    started_from = {} if init is None else {"started_from": {
+        "checkpoint": cfg.init, "sha256": init.sha256, "command": init.training.get("command"),
+        "minutes": init.training.get("minutes", 0.0)}}
+    minutes += 0.0 if init is None else float(init.training.get("minutes", 0.0))
     return ModelCard(
         name=name,
         model=ModelConfig(cfg.arch, cfg.model_params),
@@ -75,6 +80,7 @@ def _card(cfg: TrainConfig, name: str, train: list[str], val: list[str], metrics
             "minutes": round(minutes, 1),
             "hardware": hardware(),
             "config": cfg.to_dict(),
+            **started_from,
         },
         metrics=metrics,
     )
@@ -93,6 +99,12 @@ def train(cfg: TrainConfig, resume: bool = False, command: str = "") -> Path:
     device = cfg.device or default_device()
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise RunFolderError(f"device {device!r} requested but CUDA is not available here; use --device cpu")
+    init_model, init_card = None, (read_card(cfg.init) if cfg.init else None)
+    if cfg.init and not resume:
+        init_model, init_card = load_checkpoint(cfg.init)
+        if init_card.model != ModelConfig(cfg.arch, cfg.model_params):
+            raise RunFolderError(f"--init {cfg.init} is a {init_card.model.arch} {init_card.model.params}, "
+                                 f"not the requested {cfg.arch} {cfg.model_params}")
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -102,6 +114,16 @@ def train(cfg: TrainConfig, resume: bool = False, command: str = "") -> Path:
         slices = find_slices(cfg.data)
         if resume:  # the saved split, never a new one: patients must not change sides
             train_vols, val_vols = read_split(out / "split.json", [s.volume for s in slices])
+        elif init_card is not None:  # fine-tuning keeps the starting model's validation patients unseen
+            val_vols = sorted(init_card.training.get("validation_patients", []))
+            train_vols = sorted(set(s.volume for s in slices) - set(val_vols))
+            if not val_vols or not train_vols:
+                raise RunFolderError(f"{cfg.init}: its card lists no validation patients, or they are all the data")
+            missing = set(val_vols) - set(s.volume for s in slices)
+            if missing:
+                raise RunFolderError(f"validation patients of {cfg.init} are missing from {cfg.data}: {sorted(missing)[:5]}")
+            write_split(out / "split.json", train_vols, val_vols, cfg.seed)
+            (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1) + "\n")
         else:
             train_vols, val_vols = split_volumes([s.volume for s in slices], cfg.val_fraction, cfg.seed)
             write_split(out / "split.json", train_vols, val_vols, cfg.seed)
@@ -115,7 +137,10 @@ def train(cfg: TrainConfig, resume: bool = False, command: str = "") -> Path:
     print(f"{len(train_set.images)} training slices ({len(train_vols)} patients), "
           f"{len(val_set.images)} validation slices ({len(val_vols)} patients), device {device}", flush=True)
 
-    model = build_model(ModelConfig(cfg.arch, cfg.model_params)).to(device)
+    model = build_model(ModelConfig(cfg.arch, cfg.model_params))
+    if init_model is not None:
+        model.load_state_dict(init_model.state_dict())
+    model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = DiceCELoss(sigmoid=True, batch=True)
     use_amp = device.startswith("cuda")
@@ -158,7 +183,7 @@ def train(cfg: TrainConfig, resume: bool = False, command: str = "") -> Path:
 
     def save_state(next_epoch: int) -> None:
         """Everything --resume needs, written atomically (temporary file, then rename)."""
-        card = _card(cfg, "last", train_vols, val_vols, {}, elapsed(), next_epoch, command, preprocess_cfg)
+        card = _card(cfg, "last", train_vols, val_vols, {}, elapsed(), next_epoch, command, preprocess_cfg, init_card)
         save_checkpoint(model, card, out / "last")
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                  "epoch": next_epoch, "best": best, "stale": stale, "minutes": elapsed(),
@@ -206,7 +231,7 @@ def train(cfg: TrainConfig, resume: bool = False, command: str = "") -> Path:
                 if scores["volume_dice_mean"] > best:
                     best, stale = scores["volume_dice_mean"], 0
                     metrics = {"validation": {**scores, "patients": len(val_vols), "epoch": epoch + 1}}
-                    save_checkpoint(model, _card(cfg, "best", train_vols, val_vols, metrics, elapsed(), epoch + 1, command, preprocess_cfg), out / "best")
+                    save_checkpoint(model, _card(cfg, "best", train_vols, val_vols, metrics, elapsed(), epoch + 1, command, preprocess_cfg, init_card), out / "best")
                 else:
                     stale += 1
                 print(f"epoch {epoch + 1}: loss {row['train_loss']:.4f} val per-volume Dice {scores['volume_dice_mean']:.4f} "

@@ -16,5 +16,13 @@ class InputError(MetaSegError, ValueError):
     """An image, volume or array the library cannot use (wrong type, truncated, empty, too big)."""
 
 
+class UnsupportedFormatError(InputError):
+    """Content that is not any format the reader knows (detected from the bytes, not the name)."""
+
+
+class TooLargeError(InputError):
+    """A file, slice or volume over the configured :class:`~metaseg_viewer.io.ReadLimits`."""
+
+
 class CheckpointError(MetaSegError):
     """Weights or a model card that are missing, corrupt, tampered with or inconsistent."""

@@ -30,7 +30,7 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-from metaseg_viewer.errors import InputError
+from metaseg_viewer.errors import InputError, TooLargeError, UnsupportedFormatError
 from metaseg_viewer.scan import Scan
 
 ColorMode = Literal["auto", "flair", "gray"]
@@ -61,14 +61,16 @@ class ReadLimits:
         max_bytes: size of the file or upload (for a DICOM folder, of each file in it).
         max_slice_pixels: rows x columns of one slice (the decompression-bomb guard).
         max_voxels: all slices together.
+        max_slices: slices of one volume or stack.
     """
 
     max_bytes: int = 1 << 30
     max_slice_pixels: int = 8192 * 8192
     max_voxels: int = 512 * 512 * 1024
+    max_slices: int = 4096
 
     def __post_init__(self) -> None:
-        for name in ("max_bytes", "max_slice_pixels", "max_voxels"):
+        for name in ("max_bytes", "max_slice_pixels", "max_voxels", "max_slices"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"ReadLimits.{name} must be a positive int, got {value!r}")
@@ -157,12 +159,19 @@ def write_mask_png(mask2d: np.ndarray, path: str | os.PathLike[str]) -> None:
 
     ``(1, H, W)`` is accepted as well, so a mask of a 2-D :class:`Scan` can be passed as is.
     """
+    Path(path).write_bytes(encode_mask_png(mask2d))
+
+
+def encode_mask_png(mask2d: np.ndarray) -> bytes:
+    """The bytes :func:`write_mask_png` writes, for answers that never touch the disk."""
     mask = np.asarray(mask2d)
     if mask.ndim == 3 and mask.shape[0] == 1:
         mask = mask[0]
     if mask.ndim != 2 or 0 in mask.shape:
         raise InputError(f"write_mask_png needs a non-empty (H, W) mask, got shape {mask.shape}")
-    Image.fromarray(np.where(mask != 0, 255, 0).astype(np.uint8)).save(path, format="PNG")
+    buffer = BytesIO()
+    Image.fromarray(np.where(mask != 0, 255, 0).astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def write_mask_nifti(mask3d: np.ndarray, scan: Scan, path: str | os.PathLike[str]) -> None:
@@ -177,6 +186,13 @@ def write_mask_nifti(mask3d: np.ndarray, scan: Scan, path: str | os.PathLike[str
     from metaseg_viewer.nifti import write_mask
 
     write_mask(mask3d, scan, path)
+
+
+def encode_mask_nifti(mask3d: np.ndarray, scan: Scan) -> bytes:
+    """The bytes of a ``.nii.gz`` :func:`write_mask_nifti` would write (same geometry rules)."""
+    from metaseg_viewer.nifti import mask_bytes
+
+    return mask_bytes(mask3d, scan)
 
 
 def write_nifti(volume: np.ndarray, scan: Scan, path: str | os.PathLike[str]) -> None:
@@ -196,7 +212,7 @@ def _check_size(label: str, size: int, limits: ReadLimits) -> None:
     if size == 0:
         raise InputError(f"{label}: the file is empty (0 bytes). Accepted: {ACCEPTED_FORMATS}.")
     if size > limits.max_bytes:
-        raise InputError(f"{label}: {size} bytes is larger than the limit of {limits.max_bytes} "
+        raise TooLargeError(f"{label}: {size} bytes is larger than the limit of {limits.max_bytes} "
                          f"bytes (ReadLimits.max_bytes). Accepted: files up to that size.")
 
 
@@ -206,12 +222,16 @@ def _check_dims(label: str, n_slices: int, height: int, width: int, limits: Read
         raise InputError(f"{label}: the image has zero size ({n_slices} x {height} x {width}). "
                          "Accepted: images with at least one row, one column and one slice.")
     if height * width > limits.max_slice_pixels:
-        raise InputError(
+        raise TooLargeError(
             f"{label}: a slice of {height} x {width} pixels exceeds the limit of "
             f"{limits.max_slice_pixels} pixels (ReadLimits.max_slice_pixels); refused before "
             "decoding as a possible decompression bomb. Accepted: slices up to that size.")
+    if n_slices > limits.max_slices:
+        raise TooLargeError(
+            f"{label}: {n_slices} slices exceed the limit of {limits.max_slices} "
+            "(ReadLimits.max_slices); refused before decoding. Accepted: volumes up to that many slices.")
     if n_slices * height * width > limits.max_voxels:
-        raise InputError(
+        raise TooLargeError(
             f"{label}: {n_slices} x {height} x {width} voxels exceed the limit of "
             f"{limits.max_voxels} (ReadLimits.max_voxels); refused before decoding. "
             "Accepted: volumes up to that size.")
@@ -328,7 +348,7 @@ def _read_stream(fh: BinaryIO, head: bytes, label: str, file_name: str, color: C
         "zip": "a ZIP archive; unpack it and give the image, volume or series folder inside",
     }
     problem = problems.get(kind or "", "not an image or volume format this reader knows")
-    raise InputError(f"{label}: {problem}. Accepted: {ACCEPTED_FORMATS}.")
+    raise UnsupportedFormatError(f"{label}: {problem}. Accepted: {ACCEPTED_FORMATS}.")
 
 
 def _read_pillow(fh: BinaryIO, head: bytes, label: str, kind: str, color: ColorMode,
@@ -353,7 +373,7 @@ def _read_pillow(fh: BinaryIO, head: bytes, label: str, kind: str, color: ColorM
     except InputError:
         raise
     except Image.DecompressionBombError as err:
-        raise InputError(f"{label}: {err}; refused as a possible decompression bomb. "
+        raise TooLargeError(f"{label}: {err}; refused as a possible decompression bomb. "
                          "Accepted: slices up to ReadLimits.max_slice_pixels.") from err
     except _DECODE_ERRORS as err:
         raise InputError(f"{label}: the {fmt} file is truncated or corrupt ({err}). "

@@ -10,6 +10,7 @@ the file's own voxel order. Called through :mod:`metaseg_viewer.io`.
 
 from __future__ import annotations
 
+import gzip
 import os
 import struct
 from typing import BinaryIO
@@ -89,10 +90,20 @@ def write_mask(mask3d: np.ndarray, scan: Scan, path: str | os.PathLike[str]) -> 
     write_volume(_as_labels(mask3d, scan.shape), scan, path)
 
 
+def mask_bytes(mask3d: np.ndarray, scan: Scan) -> bytes:
+    """Implementation of :func:`metaseg_viewer.io.encode_mask_nifti` (see there)."""
+    return gzip.compress(volume_image(_as_labels(mask3d, scan.shape), scan).to_bytes(), compresslevel=6, mtime=0)
+
+
 def write_volume(volume: np.ndarray, scan: Scan, path: str | os.PathLike[str]) -> None:
     """Implementation of :func:`metaseg_viewer.io.write_nifti` (see there)."""
     if not str(path).endswith((".nii", ".nii.gz")):
         raise InputError(f"{path}: a NIfTI path must end in .nii or .nii.gz")
+    nib.save(volume_image(volume, scan), str(path))
+
+
+def volume_image(volume: np.ndarray, scan: Scan) -> nib.Nifti1Image:
+    """``volume`` (``scan.shape``) as a NIfTI image in the scan's geometry (see write_nifti)."""
     if volume.shape != scan.shape:
         raise InputError(f"volume shape {volume.shape} does not match the scan's {scan.shape}")
     if scan.source_affine is not None:
@@ -114,7 +125,7 @@ def write_volume(volume: np.ndarray, scan: Scan, path: str | os.PathLike[str]) -
     image.header.set_xyzt_units("mm")
     image.set_qform(affine, code=code)
     image.set_sform(affine, code=code or 2)
-    nib.save(image, str(path))
+    return image
 
 
 def _as_labels(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -1,0 +1,100 @@
+"""The FastAPI application: settings, model loading at start-up, middleware, routers.
+
+``uvicorn server.app:app`` serves it with settings from ``METASEG_*`` environment variables;
+``create_app(ServerSettings(...))`` builds one with explicit settings (tests, embedding).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.formparsers import MultiPartParser
+
+from metaseg_viewer.errors import MetaSegError
+from server.auth import require_api_key
+from server.engine import Engine
+from server.errors import install_error_handlers
+from server.jobs import InferenceQueue
+from server.middleware import UploadLimitMiddleware, RequestLogMiddleware
+from server.routes import predict, status
+from server.settings import ServerSettings
+
+log = logging.getLogger("metaseg.server")
+
+DESCRIPTION = """Segments **FLAIR abnormality of lower-grade glioma** on brain MRI (PNG, JPEG, TIFF,
+DICOM, NIfTI) with the MetaSeg Viewer models: a U-Net++, an Attention U-Net and their ensemble,
+trained and validated on the LGG FLAIR data set of Buda et al. (TCGA-LGG). Not trained on
+metastases or other lesions. Research use only, not a medical device.
+
+With an API key configured, send it as `X-API-Key`. Every answer carries an `X-Request-ID`."""
+
+
+class StartupError(RuntimeError):
+    """A model that cannot be loaded: the server refuses to start rather than serve half."""
+
+
+def _log_to_stderr() -> None:
+    """Our request log lines (INFO) reach stderr however uvicorn configured logging."""
+    logger = logging.getLogger("metaseg.server")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        logger.addHandler(handler)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def create_app(settings: ServerSettings | None = None, engine: Engine | None = None) -> FastAPI:
+    """The application; ``engine`` lets a caller load the models first (the CLI does, to fail
+    with a one-line message instead of a lifespan traceback)."""
+    settings = settings or ServerSettings()
+    _log_to_stderr()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.torch_threads:
+            import torch
+
+            torch.set_num_threads(settings.torch_threads)
+        try:
+            app.state.engine = engine or Engine(settings)
+        except MetaSegError as exc:
+            log.error("cannot start: %s", exc)
+            raise StartupError(f"cannot start: {exc}") from None
+        app.state.queue = InferenceQueue(settings.workers, settings.queue_size)
+        log.info("ready: models %s, %d worker(s), queue %d", list(app.state.engine.predictors),
+                 settings.workers, settings.queue_size)
+        yield
+        app.state.queue.shutdown()
+
+    app = FastAPI(title="MetaSeg Viewer inference server", version="0.1.0", description=DESCRIPTION,
+                  lifespan=lifespan)
+    app.state.settings = settings
+    # Keep uploads in memory up to the body limit: Starlette would otherwise spool anything over
+    # 1 MiB to a temporary file, and uploads must not touch the disk unless the operator asks.
+    MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, settings.max_upload_bytes)
+    install_error_handlers(app, settings.max_upload_mb)
+    app.include_router(status.router)
+    app.include_router(predict.router, dependencies=[Depends(require_api_key)])
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["X-API-Key", "X-Request-ID", "Content-Type"],
+                           expose_headers=["X-Request-ID", "X-Model", "X-Model-Version", "X-Lesion-Count",
+                                           "X-Inference-Ms", "Retry-After", "Content-Disposition"])
+    app.add_middleware(UploadLimitMiddleware, max_bytes=settings.max_upload_bytes,
+                       max_upload_mb=settings.max_upload_mb)
+    app.add_middleware(RequestLogMiddleware)  # outermost: every answer gets an id and a log line
+    return app
+
+
+def __getattr__(name: str) -> FastAPI:
+    """``server.app:app`` for uvicorn, built on first access (importing this module has no side effects)."""
+    if name == "app":
+        globals()["app"] = application = create_app()
+        return application
+    raise AttributeError(name)

@@ -1,0 +1,59 @@
+"""Request options, accepted as query parameters or as form fields beside the upload."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field, ValidationError
+
+from server.engine import Options
+
+
+class OptionFields(BaseModel):
+    model_config = {"extra": "ignore"}
+
+    model: str | None = Field(None, description="unetpp, attention-unet or ensemble (default: the server's)",
+                              examples=["ensemble"])
+    threshold: float | None = Field(None, gt=0, lt=1, description="probability cut-off (default: the model card's)",
+                                    examples=[0.5])
+    tta: bool | None = Field(None, description="flip test-time augmentation (default: the model card's)")
+    min_lesion_size: int | None = Field(None, ge=0, description="drop components smaller than this many pixels "
+                                                                "(voxels for volumes; default: the card's)")
+
+
+class PredictFields(OptionFields):
+    format: Literal["auto", "png", "nifti", "json"] = Field(
+        "auto", description="auto: PNG mask for a 2-D image, NIfTI (.nii.gz) for a volume; json: a JSON document")
+
+
+async def _merged(request: Request, query: BaseModel, kind: type[OptionFields]) -> OptionFields:
+    """Query parameters, completed by form fields of the same names (a name given both ways must agree)."""
+    form = await request.form()  # the same parse FastAPI does for the upload (cached on the request)
+    values = query.model_dump(exclude_unset=True)
+    for name in kind.model_fields:
+        given = form.get(name)
+        if isinstance(given, str):
+            if name in values and str(values[name]).lower() != given.lower():
+                raise RequestValidationError([{"loc": ("form", name), "type": "value_error",
+                                               "msg": f"given as query ({values[name]}) and form field ({given}) with different values"}])
+            values.setdefault(name, given)
+    try:
+        return kind.model_validate(values)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from None
+
+
+def _options(fields: OptionFields) -> Options:
+    return Options(model=fields.model, threshold=fields.threshold, tta=fields.tta, min_lesion_size=fields.min_lesion_size)
+
+
+async def predict_options(request: Request, query: Annotated[PredictFields, Query()]) -> tuple[Options, str]:
+    fields = await _merged(request, query, PredictFields)
+    assert isinstance(fields, PredictFields)
+    return _options(fields), fields.format
+
+
+async def model_options(request: Request, query: Annotated[OptionFields, Query()]) -> Options:
+    return _options(await _merged(request, query, OptionFields))

@@ -1,0 +1,33 @@
+"""``GET /health`` (liveness), ``GET /ready`` (models loaded) and ``GET /models``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from server.auth import require_api_key
+from server.schemas import ERROR_RESPONSES, Health, ModelInfo, Ready
+
+router = APIRouter()
+
+
+@router.get("/health", response_model=Health, summary="Liveness: the process answers")
+async def health() -> Health:
+    """Answers at once, even while every worker is segmenting (no model or queue involved)."""
+    return Health()
+
+
+@router.get("/ready", response_model=Ready, responses={503: {"model": Ready}}, summary="Readiness: models loaded")
+async def ready(request: Request) -> JSONResponse:
+    engine = getattr(request.app.state, "engine", None)
+    queue = getattr(request.app.state, "queue", None)
+    body = Ready(ready=engine is not None, models=list(engine.predictors) if engine else [],
+                 busy=queue.admitted if queue else 0, capacity=queue.capacity if queue else 0)
+    return JSONResponse(body.model_dump(), status_code=200 if engine is not None else 503)
+
+
+@router.get("/models", response_model=list[ModelInfo], dependencies=[Depends(require_api_key)],
+            responses={401: ERROR_RESPONSES[401]}, summary="Loaded models and their validation figures")
+async def models(request: Request) -> list[ModelInfo]:
+    """Names, architectures, checksums and the model cards' metrics (LGG FLAIR validation patients)."""
+    return [ModelInfo.model_validate(row) for row in request.app.state.engine.models()]

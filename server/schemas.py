@@ -1,0 +1,130 @@
+"""Response bodies, as pydantic models so the OpenAPI schema documents them (with examples)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RLEMask(BaseModel):
+    """Run-length encoded mask (``metaseg_viewer.rle.rle_decode`` reads it back)."""
+
+    encoding: Literal["rle"] = "rle"
+    shape: list[int] = Field(description="(slices, rows, columns)")
+    order: Literal["C"] = Field("C", description="flattened slice by slice, row by row")
+    counts: list[int] = Field(description="alternating runs of background and lesion, background first")
+
+
+class Settings(BaseModel):
+    threshold: float
+    tta: bool
+    min_lesion_size: int
+
+
+class PredictionResult(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "file": "TCGA_CS_4941_19960909_12.tif", "model": "ensemble", "model_version": "4d1f7c0e3a9b+b2c5e8a1f0d4",
+        "shape": [1, 256, 256], "is_volume": False, "spacing_mm": None,
+        "input": "FLAIR channel (1 of 3) of an LGG kaggle_3m TIFF",
+        "settings": {"threshold": 0.5, "tta": False, "min_lesion_size": 10},
+        "lesion_count": 1,
+        "lesions": [{"label": 1, "size_px": 1532, "centroid_row": 101.4, "centroid_col": 160.2, "mean_probability": 0.93}],
+        "timings_ms": {"read": 3.1, "inference": 310.5, "total": 320.0},
+        "mask": {"encoding": "rle", "shape": [1, 256, 256], "order": "C", "counts": [25933, 12, 243, 15]},
+    }]})
+
+    file: str
+    model: str
+    model_version: str = Field(description="sha256 prefix of each member's weights, joined by +")
+    shape: list[int] = Field(description="(slices, rows, columns) of the input as read")
+    is_volume: bool
+    spacing_mm: list[float] | None = Field(description="(slice, row, column) spacing when the file gives it")
+    input: str = Field(description="how the pixels were obtained from the file")
+    settings: Settings
+    lesion_count: int
+    lesions: list[dict[str, float | int | str | None]] = Field(
+        description="one row per connected lesion (3-D for volumes): size, centroid, mean probability")
+    timings_ms: dict[str, float]
+    mask: RLEMask | None = None
+
+
+class BatchItem(BaseModel):
+    file: str
+    ok: bool
+    status: int = Field(description="the HTTP status this file alone would have got")
+    error: str | None = None
+    result: PredictionResult | None = None
+
+
+class BatchResult(BaseModel):
+    results: list[BatchItem]
+
+
+class LesionScores(BaseModel):
+    n_ref: int
+    n_pred: int
+    tp_ref: int
+    tp_pred: int
+    fp_pred: int
+    fn: int
+    sensitivity: float
+    precision: float
+    f1: float
+    lesion_dice: float
+
+
+class Scores(BaseModel):
+    dice: float
+    iou: float
+    hd95: float | None = Field(description="95th-percentile Hausdorff distance; null when a mask is empty")
+    hd95_unit: Literal["mm", "px"]
+    true_voxels: int
+    predicted_voxels: int
+    lesions: LesionScores
+
+
+class EvaluationResult(BaseModel):
+    prediction: PredictionResult
+    scores: Scores
+
+
+class ModelInfo(BaseModel):
+    name: str
+    architecture: str
+    description: str
+    sha256: str
+    version: str
+    default: bool
+    inference: Settings
+    metrics: dict
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Ready(BaseModel):
+    ready: bool
+    models: list[str]
+    busy: int = Field(description="requests being segmented or waiting now")
+    capacity: int
+
+
+class ErrorBody(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "detail": "upload.bin: not an image or volume format this reader knows. Accepted: PNG, JPEG or TIFF ...",
+        "request_id": "5f0c2a9e6b1d4c3e8f7a6b5c4d3e2f1a"}]})
+
+    detail: str
+    request_id: str | None = None
+    errors: list[dict] | None = None
+
+
+ERROR_RESPONSES = {
+    401: {"model": ErrorBody, "description": "missing or wrong X-API-Key (only when the server has a key)"},
+    413: {"model": ErrorBody, "description": "upload, slice or volume over the server's limits"},
+    415: {"model": ErrorBody, "description": "content is not an image or volume format the reader knows"},
+    422: {"model": ErrorBody, "description": "invalid option, or a file that is recognised but unusable"},
+    503: {"model": ErrorBody, "description": "all workers busy and the queue full; see Retry-After"},
+}

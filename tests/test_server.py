@@ -1,0 +1,234 @@
+"""The FastAPI app in-process (FastAPI's TestClient): routes, options, error mapping, JSON shapes.
+
+The same behaviour against a real uvicorn process is in test_server_live.py.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi", reason="the server extra is not installed (pip install -e '.[server]')")
+from fastapi.testclient import TestClient  # noqa: E402
+from openapi_spec_validator import validate  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from metaseg_viewer.inference import Predictor  # noqa: E402
+from metaseg_viewer.io import encode_mask_png, read_scan, write_nifti  # noqa: E402
+from metaseg_viewer.rle import rle_decode  # noqa: E402
+from metaseg_viewer.samples import make_slice, make_volume  # noqa: E402
+from metaseg_viewer.scan import Scan  # noqa: E402
+from server.app import create_app  # noqa: E402
+from server.settings import ServerSettings  # noqa: E402
+
+
+def png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def nifti_volume(tmp: Path, n_slices: int = 6, size: int = 96) -> tuple[bytes, np.ndarray]:
+    sample = make_volume(n_slices, size, seed=1)
+    path = tmp / "volume.nii.gz"
+    write_nifti(sample.image, Scan(pixels=sample.image, spacing=sample.spacing, is_volume=True), path)
+    return path.read_bytes(), sample.mask
+
+
+SLICE = make_slice(256, seed=0)
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory):
+    settings = ServerSettings(models=["attention-unet", "unetpp", "ensemble"], default_model="attention-unet",
+                              max_upload_mb=2, max_slices=40, max_batch_files=3,
+                              save_uploads_dir=tmp_path_factory.mktemp("kept"))
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def test_predict_returns_the_core_mask_as_png(client: TestClient) -> None:
+    response = client.post("/predict", files={"file": ("slice.png", png(SLICE.image), "image/png")})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    assert response.headers["content-disposition"] == 'attachment; filename="slice_mask.png"'
+    served = read_scan(response.content).pixels[0] > 0
+    expected = Predictor.load("attention-unet", device="cpu").predict(read_scan(png(SLICE.image))).mask[0]
+    assert np.array_equal(served, expected)
+    assert served.sum() > 100  # the sample's lesions are found, so the comparison is not of empty masks
+    assert int(response.headers["x-lesion-count"]) >= 1
+    assert response.headers["x-model"] == "attention-unet"
+
+
+def test_options_as_query_or_form_and_json_result(client: TestClient) -> None:
+    data = png(SLICE.image)
+    by_query = client.post("/predict?format=json&model=unetpp&threshold=0.6&tta=false",
+                           files={"file": ("s.png", data)}).json()
+    by_form = client.post("/predict/", files={"file": ("s.png", data)},
+                          data={"format": "json", "model": "unetpp", "threshold": "0.6", "tta": "false"}).json()
+    assert by_query["model"] == by_form["model"] == "unetpp"
+    assert by_query["settings"] == by_form["settings"] == {"threshold": 0.6, "tta": False, "min_lesion_size": 10}
+    assert by_query["mask"] == by_form["mask"]
+    mask = rle_decode(by_query["mask"])
+    expected = Predictor.load("unetpp", device="cpu").predict(read_scan(data), threshold=0.6, tta=False).mask
+    assert np.array_equal(mask, expected)
+    assert by_query["lesion_count"] == len(by_query["lesions"]) >= 1
+    assert by_query["shape"] == [1, 256, 256] and set(by_query["timings_ms"]) == {"read", "inference", "total"}
+    assert len(by_query["model_version"]) == 12
+    conflicting = client.post("/predict?threshold=0.6", files={"file": ("s.png", data)}, data={"threshold": "0.4"})
+    assert conflicting.status_code == 422 and "different values" in conflicting.json()["detail"]
+
+
+def test_volume_gives_nifti_in_the_input_grid(client: TestClient, tmp_path: Path) -> None:
+    data, truth = nifti_volume(tmp_path)
+    response = client.post("/predict", files={"file": ("brain.nii.gz", data)})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/gzip"
+    assert response.headers["content-disposition"] == 'attachment; filename="brain_mask.nii.gz"'
+    mask = read_scan(gzip.decompress(response.content), name="mask.nii").pixels > 0
+    assert mask.shape == truth.shape
+    assert np.array_equal(mask, Predictor.load("attention-unet", device="cpu").predict(read_scan(data)).mask)
+    assert client.post("/predict?format=png", files={"file": ("b.nii.gz", data)}).status_code == 422
+
+
+@pytest.mark.parametrize("payload, status, words", [
+    (b"patient name\n" * 50, 415, "not an image or volume format"),
+    (b"PK\x03\x04" + b"\0" * 100, 415, "ZIP archive"),
+    (png(SLICE.image)[:300], 422, "truncated"),
+    (b"", 422, "empty"),
+    (b"\x89PNG\r\n\x1a\n" + b"\0" * 4, 422, "accepted"),  # a PNG signature and nothing else
+])
+def test_bad_files_get_a_clear_4xx(client: TestClient, payload: bytes, status: int, words: str) -> None:
+    response = client.post("/predict", files={"file": ("scan.png", payload, "image/png")})
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert words.lower() in body["detail"].lower()
+    assert body["request_id"] == response.headers["x-request-id"]
+
+
+def test_limits_and_invalid_options(client: TestClient) -> None:
+    noise = png(np.random.default_rng(0).integers(0, 256, (1200, 2400), dtype=np.uint8))
+    assert len(noise) > 2.5 * 2**20  # noise does not compress
+    over = client.post("/predict", files={"file": ("big.png", noise)})
+    assert over.status_code == 413 and "2 MiB" in over.json()["detail"]
+    many = np.zeros((41, 8, 8), np.uint8)
+    path_bytes = io.BytesIO()
+    import tifffile
+
+    tifffile.imwrite(path_bytes, many)
+    slices = client.post("/predict", files={"file": ("stack.tif", path_bytes.getvalue())})
+    assert slices.status_code == 413 and "41 slices" in slices.json()["detail"]
+    for query, words in [("threshold=1.5", "threshold"), ("threshold=abc", "threshold"), ("tta=maybe", "tta"),
+                         ("format=gif", "format"), ("model=resnet", "unknown model"), ("min_lesion_size=-1", "min_lesion_size")]:
+        response = client.post(f"/predict?{query}", files={"file": ("s.png", png(SLICE.image))})
+        assert response.status_code == 422, query
+        assert words in response.json()["detail"], response.json()
+    missing = client.post("/predict")
+    assert missing.status_code == 422 and "file" in missing.json()["detail"]
+
+
+def test_batch_keeps_order_and_reports_bad_files_alone(client: TestClient) -> None:
+    files = [("files", ("a.png", png(SLICE.image))), ("files", ("b.txt", b"not an image")),
+             ("files", ("c.png", png(make_slice(128, lesions=[], seed=3).image)))]
+    response = client.post("/predict/batch", files=files)
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["file"] for r in results] == ["a.png", "b.txt", "c.png"]
+    assert [r["ok"] for r in results] == [True, False, True]
+    assert results[1]["status"] == 415 and "Accepted" in results[1]["error"]
+    assert results[0]["result"]["lesion_count"] >= 1
+    assert rle_decode(results[2]["result"]["mask"]).shape == (1, 128, 128)
+    too_many = client.post("/predict/batch", files=files + [("files", ("d.png", png(SLICE.image)))])
+    assert too_many.status_code == 422 and "at most 3" in too_many.json()["detail"]
+
+
+def test_evaluate_scores_like_the_core(client: TestClient) -> None:
+    from metaseg_viewer.evaluation import score_against
+
+    data = png(SLICE.image)
+    response = client.post("/evaluate", files={"file": ("s.png", data), "mask": ("m.png", encode_mask_png(SLICE.mask))})
+    assert response.status_code == 200, response.text
+    scores = response.json()["scores"]
+    pred = rle_decode(response.json()["prediction"]["mask"])
+    expected = score_against(pred, SLICE.mask[None])
+    assert scores["dice"] == pytest.approx(expected["dice"]) and scores["dice"] > 0.5
+    assert scores["lesions"] == expected["lesions"]
+    wrong_size = client.post("/evaluate", files={"file": ("s.png", data), "mask": ("m.png", encode_mask_png(SLICE.mask[:100]))})
+    assert wrong_size.status_code == 422 and "100 x 256" in wrong_size.json()["detail"]
+
+
+def test_models_health_ready_and_request_id(client: TestClient) -> None:
+    models = client.get("/models").json()
+    assert [m["name"] for m in models] == ["attention-unet", "unetpp", "ensemble"]
+    assert [m["default"] for m in models] == [True, False, False]
+    assert all(len(m["sha256"]) >= 12 and m["metrics"] for m in models)
+    assert client.get("/health").json() == {"status": "ok"}
+    ready = client.get("/ready").json()
+    assert ready["ready"] is True and ready["models"] == ["attention-unet", "unetpp", "ensemble"]
+    assert client.get("/health", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"] == "abc-123"
+    generated = client.get("/health", headers={"X-Request-ID": "bad id\twith spaces"}).headers["x-request-id"]
+    assert len(generated) == 32 and " " not in generated
+
+
+def test_uploads_are_kept_only_under_generated_names(client: TestClient) -> None:
+    folder = client.app.state.settings.save_uploads_dir
+    before = set(folder.iterdir())
+    client.post("/predict", files={"file": ("../../etc/evil name.png", png(SLICE.image))})
+    new = set(folder.iterdir()) - before
+    assert len(new) == 1
+    (kept,) = new
+    assert kept.parent == folder and kept.suffix == ".png" and "evil" not in kept.name
+    assert kept.read_bytes() == png(SLICE.image)
+
+
+def test_nothing_is_written_without_an_uploads_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with TestClient(create_app(ServerSettings(models=["attention-unet"], default_model="attention-unet"))) as c:
+        big = np.random.default_rng(1).integers(0, 256, (1100, 1100), dtype=np.uint8)  # over Starlette's 1 MiB spool
+        assert c.post("/predict", files={"file": ("big.png", png(big))}).status_code == 200
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_api_key_and_cors() -> None:
+    settings = ServerSettings(models=["attention-unet"], default_model="attention-unet", api_key="s3cret",
+                              cors_origins=["https://viewer.example.org"])
+    with TestClient(create_app(settings)) as c:
+        assert c.get("/health").status_code == 200  # liveness stays open for orchestrators
+        assert c.get("/models").status_code == 401
+        denied = c.post("/predict", files={"file": ("s.png", png(SLICE.image))}, headers={"X-API-Key": "wrong"})
+        assert denied.status_code == 401 and "X-API-Key" in denied.json()["detail"]
+        assert c.get("/models", headers={"X-API-Key": "s3cret"}).status_code == 200
+        preflight = c.options("/predict", headers={"Origin": "https://viewer.example.org",
+                                                   "Access-Control-Request-Method": "POST"})
+        assert preflight.headers["access-control-allow-origin"] == "https://viewer.example.org"
+        other = c.get("/health", headers={"Origin": "https://evil.example.com"})
+        assert "access-control-allow-origin" not in other.headers
+
+
+def test_settings_come_from_the_environment_and_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("METASEG_MODELS", json.dumps(["unetpp"]))
+    monkeypatch.setenv("METASEG_DEFAULT_MODEL", "unetpp")
+    monkeypatch.setenv("METASEG_QUEUE_SIZE", "3")
+    settings = ServerSettings()
+    assert settings.models == ["unetpp"] and settings.queue_size == 3
+    monkeypatch.setenv("METASEG_DEFAULT_MODEL", "ensemble")
+    with pytest.raises(ValueError, match="not among the loaded models"):
+        ServerSettings()
+
+
+def test_openapi_schema_validates_and_documents_the_contract(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    validate(schema)
+    assert {"/predict", "/predict/batch", "/evaluate", "/models", "/health", "/ready"} <= set(schema["paths"])
+    predict = schema["paths"]["/predict"]["post"]
+    assert {p["name"] for p in predict["parameters"]} >= {"model", "threshold", "tta", "format", "min_lesion_size"}
+    assert {"413", "415", "422", "503"} <= set(predict["responses"])
+    assert schema["components"]["schemas"]["PredictionResult"]["examples"]
