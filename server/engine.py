@@ -17,7 +17,7 @@ from metaseg_viewer.inference import Prediction, Predictor
 from metaseg_viewer.io import encode_mask_nifti, encode_mask_png, read_scan
 from metaseg_viewer.errors import InputError
 from metaseg_viewer.registry import describe_models
-from metaseg_viewer.rle import rle_encode
+from metaseg_viewer.encoding import encode_probabilities, rle_encode
 from metaseg_viewer.scan import Scan
 from metaseg_viewer.segment import lesion_rows, output_stem
 from server.settings import ServerSettings
@@ -50,8 +50,9 @@ class Segmentation:
     prediction: Prediction
     timings_ms: dict[str, float] = field(default_factory=dict)
 
-    def summary(self, with_mask: bool = True) -> dict[str, Any]:
-        """The JSON answer: model, size, settings, lesion table, RLE mask, timings."""
+    def summary(self, with_mask: bool = True, with_probabilities: bool = False) -> dict[str, Any]:
+        """The JSON answer: model, size, settings, lesion table, RLE mask, timings (and, when
+        asked, the 8-bit probability map, so a client can re-threshold without the server)."""
         scan, pred = self.scan, self.prediction
         result = {
             "file": self.file_name,
@@ -71,6 +72,8 @@ class Segmentation:
         result["lesion_count"] = len(rows)
         if with_mask:
             result["mask"] = {"encoding": "rle", **rle_encode(pred.mask)}
+        if with_probabilities:
+            result["probabilities"] = encode_probabilities(pred.probabilities)
         return result
 
     def mask_file(self, fmt: MaskFormat) -> tuple[bytes, str, str]:

@@ -8,12 +8,20 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class RLEMask(BaseModel):
-    """Run-length encoded mask (``metaseg_viewer.rle.rle_decode`` reads it back)."""
+    """Run-length encoded mask (``metaseg_viewer.encoding.rle_decode`` reads it back)."""
 
     encoding: Literal["rle"] = "rle"
     shape: list[int] = Field(description="(slices, rows, columns)")
     order: Literal["C"] = Field("C", description="flattened slice by slice, row by row")
     counts: list[int] = Field(description="alternating runs of background and lesion, background first")
+
+
+class EncodedProbabilities(BaseModel):
+    """Probability map quantised to k/255 (``metaseg_viewer.encoding.decode_probabilities``)."""
+
+    shape: list[int]
+    encoding: Literal["uint8-zlib-base64"] = "uint8-zlib-base64"
+    data: str
 
 
 class Settings(BaseModel):
@@ -47,6 +55,7 @@ class PredictionResult(BaseModel):
         description="one row per connected lesion (3-D for volumes): size, centroid, mean probability")
     timings_ms: dict[str, float]
     mask: RLEMask | None = None
+    probabilities: EncodedProbabilities | None = None
 
 
 class BatchItem(BaseModel):

@@ -34,6 +34,7 @@ from metaseg_viewer.io import (
     ACCEPTED_FORMATS,
     ReadLimits,
     read_scan,
+    read_scans,
     to_single_channel,
     write_mask_nifti,
     write_mask_png,
@@ -370,6 +371,27 @@ def test_dicom_series_sorted_rescaled_with_geometry(tmp_path, rng, orientation_n
     for k, row, col in [(0, 0, 0), (4, 5, 6), (2, 1, 3)]:
         expected = world_ras(positions[k], orientation, (0.9, 0.8), row, col)
         np.testing.assert_allclose((scan.affine @ [k, row, col, 1])[:3], expected, atol=1e-6)
+
+
+def test_uploaded_series_files_form_one_volume_like_the_folder(tmp_path, rng):
+    write_series(tmp_path, rng, "axial")
+    files = [(p.name, p.read_bytes()) for p in sorted(tmp_path.iterdir())]
+    other = png_bytes(rng.integers(0, 256, (8, 9), dtype=np.uint8))
+    scans = read_scans([files[2], ("photo.png", other), *files[:2], *files[3:]])
+    assert [s.shape for s in scans] == [(5, 6, 7), (1, 8, 9)]
+    folder = read_scan(tmp_path)
+    np.testing.assert_array_equal(scans[0].pixels, folder.pixels)
+    np.testing.assert_allclose(scans[0].affine, folder.affine)
+    assert [s.shape for s in read_scans([("photo.png", other)])] == [(1, 8, 9)]
+    stranger = _dicom_bytes(dicom_dataset(np.zeros((6, 7), np.int16), series_uid="9.9", position=(0, 0, 50)))
+    with pytest.raises(InputError, match="2 DICOM series"):
+        read_scans([*files, ("other.dcm", stranger)])
+    with pytest.raises(InputError, match="notes.txt: not a DICOM file"):
+        from metaseg_viewer.dicom import read_dicom_uploads
+
+        read_dicom_uploads([files[0], ("notes.txt", b"hello")], label="series", color="auto", limits=ReadLimits())
+    with pytest.raises(InputError, match="no files"):
+        read_scans([])
 
 
 def test_dicom_without_positions_sorts_by_instance_number(tmp_path, rng):

@@ -18,9 +18,9 @@ from fastapi.testclient import TestClient  # noqa: E402
 from openapi_spec_validator import validate  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from metaseg_viewer.inference import Predictor  # noqa: E402
+from metaseg_viewer.encoding import decode_probabilities, rle_decode  # noqa: E402
+from metaseg_viewer.inference import Predictor, binarize  # noqa: E402
 from metaseg_viewer.io import encode_mask_png, read_scan, write_nifti  # noqa: E402
-from metaseg_viewer.rle import rle_decode  # noqa: E402
 from metaseg_viewer.samples import make_slice, make_volume  # noqa: E402
 from metaseg_viewer.scan import Scan  # noqa: E402
 from server.app import create_app  # noqa: E402
@@ -80,6 +80,13 @@ def test_options_as_query_or_form_and_json_result(client: TestClient) -> None:
     assert by_query["lesion_count"] == len(by_query["lesions"]) >= 1
     assert by_query["shape"] == [1, 256, 256] and set(by_query["timings_ms"]) == {"read", "inference", "total"}
     assert len(by_query["model_version"]) == 12
+    with_probabilities = client.post("/predict?format=json&probabilities=true&model=unetpp&threshold=0.6&tta=false",
+                                     files={"file": ("s.png", data)}).json()
+    probabilities = decode_probabilities(with_probabilities["probabilities"])
+    assert probabilities.shape == (1, 256, 256)
+    rederived = binarize(probabilities, 0.6, 10)
+    assert (rederived != mask).sum() <= 5  # 8-bit quantisation moves only pixels at the threshold
+    assert client.post("/predict?probabilities=true", files={"file": ("s.png", data)}).status_code == 422
     conflicting = client.post("/predict?threshold=0.6", files={"file": ("s.png", data)}, data={"threshold": "0.4"})
     assert conflicting.status_code == 422 and "different values" in conflicting.json()["detail"]
 

@@ -25,9 +25,9 @@ import httpx  # noqa: E402
 from openapi_spec_validator import validate  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from metaseg_viewer.encoding import rle_decode  # noqa: E402
 from metaseg_viewer.inference import Predictor  # noqa: E402
 from metaseg_viewer.io import encode_mask_png, read_scan, write_nifti  # noqa: E402
-from metaseg_viewer.rle import rle_decode  # noqa: E402
 from metaseg_viewer.samples import make_slice, make_volume  # noqa: E402
 from metaseg_viewer.scan import Scan  # noqa: E402
 

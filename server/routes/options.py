@@ -26,6 +26,8 @@ class OptionFields(BaseModel):
 class PredictFields(OptionFields):
     format: Literal["auto", "png", "nifti", "json"] = Field(
         "auto", description="auto: PNG mask for a 2-D image, NIfTI (.nii.gz) for a volume; json: a JSON document")
+    probabilities: bool = Field(False, description="with format=json, also the probability map (8-bit, "
+                                                   "metaseg_viewer.encoding.decode_probabilities reads it)")
 
 
 async def _merged(request: Request, query: BaseModel, kind: type[OptionFields]) -> OptionFields:
@@ -49,10 +51,13 @@ def _options(fields: OptionFields) -> Options:
     return Options(model=fields.model, threshold=fields.threshold, tta=fields.tta, min_lesion_size=fields.min_lesion_size)
 
 
-async def predict_options(request: Request, query: Annotated[PredictFields, Query()]) -> tuple[Options, str]:
+async def predict_options(request: Request, query: Annotated[PredictFields, Query()]) -> tuple[Options, str, bool]:
     fields = await _merged(request, query, PredictFields)
     assert isinstance(fields, PredictFields)
-    return _options(fields), fields.format
+    if fields.probabilities and fields.format != "json":
+        raise RequestValidationError([{"loc": ("query", "probabilities"), "type": "value_error",
+                                       "msg": "probabilities=true needs format=json"}])
+    return _options(fields), fields.format, fields.probabilities
 
 
 async def model_options(request: Request, query: Annotated[OptionFields, Query()]) -> Options:

@@ -40,16 +40,16 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)[:120] or "mask"
 
 
-async def _predict(request: Request, file: UploadFile, options_and_format: tuple[Options, str]) -> Response:
+async def _predict(request: Request, file: UploadFile, options_and_format: tuple[Options, str, bool]) -> Response:
     engine = _engine(request)
-    options, fmt = options_and_format
+    options, fmt, with_probabilities = options_and_format
     engine.predictor(options.model)  # an unknown model is a 422 before any work is queued
     data, name = await file.read(), _name(file, "upload")
 
     def job() -> tuple[dict, tuple[bytes, str, str] | None]:
         seg = engine.segment(data, name, options)
         if fmt == "json":
-            return seg.summary(), None
+            return seg.summary(with_probabilities=with_probabilities), None
         return seg.summary(with_mask=False), seg.mask_file(fmt)  # type: ignore[arg-type]
 
     summary, mask = await request.app.state.queue.run(job)
@@ -67,7 +67,7 @@ async def _predict(request: Request, file: UploadFile, options_and_format: tuple
 
 @router.post("/predict", responses=_MASK_RESPONSES, response_class=Response, summary="Segment one image or volume")
 async def predict(request: Request, file: Annotated[UploadFile, File(description="PNG, JPEG, TIFF, DICOM or NIfTI")],
-                  options: Annotated[tuple[Options, str], Depends(predict_options)]) -> Response:
+                  options: Annotated[tuple[Options, str, bool], Depends(predict_options)]) -> Response:
     """Segment FLAIR abnormality (lower-grade glioma) in one upload.
 
     Options (`model`, `threshold`, `tta`, `min_lesion_size`, `format`) may be query parameters or
@@ -78,7 +78,7 @@ async def predict(request: Request, file: Annotated[UploadFile, File(description
 
 @router.post("/predict/", include_in_schema=False)
 async def predict_with_slash(request: Request, file: Annotated[UploadFile, File()],
-                             options: Annotated[tuple[Options, str], Depends(predict_options)]) -> Response:
+                             options: Annotated[tuple[Options, str, bool], Depends(predict_options)]) -> Response:
     """The address of the original brief (``http://127.0.0.1:8000/predict/``), kept for its clients."""
     return await _predict(request, file, options)
 

@@ -12,7 +12,9 @@ inverted so bright means high signal. Spacing is ``(dz, dy, dx)`` with PixelSpac
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -21,7 +23,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from metaseg_viewer.errors import InputError
+from metaseg_viewer.errors import InputError, UnsupportedFormatError
 from metaseg_viewer.io import (
     _DECODE_ERRORS,
     _HEAD_BYTES,
@@ -86,6 +88,31 @@ def read_dicom_folder(folder: Path, *, label: str, color: ColorMode, limits: Rea
         problem = _NO_PIXELS if n_dicom else "the folder holds no DICOM files (subfolders are " \
                                              "not searched)"
         raise InputError(f"{label}: {problem}. Accepted: {ACCEPTED_FORMATS}.")
+    return _interpret(datasets, label, color, limits)
+
+
+def read_dicom_uploads(files: Sequence[tuple[str, bytes]], *, label: str, color: ColorMode,
+                       limits: ReadLimits) -> Scan:
+    """Read one series from the bytes of its files (a browser upload of a series' files)."""
+    datasets: list[Dataset] = []
+    total = 0
+    for name, data in files:
+        _check_size(name, len(data), limits)
+        total += len(data)
+        _check_size(label, total, limits)
+        kind = _detect(data[:_HEAD_BYTES])
+        if kind not in ("dicom", "dicom-raw"):
+            raise UnsupportedFormatError(f"{name}: not a DICOM file, so it cannot be part of a DICOM series. "
+                                         "Accepted: the .dcm files of one series together, or any one "
+                                         f"other file on its own ({ACCEPTED_FORMATS}).")
+        try:
+            ds = pydicom.dcmread(BytesIO(data), force=kind == "dicom-raw")
+        except _DECODE_ERRORS as err:
+            raise _corrupt(name, err) from err
+        if _has_pixels(ds):
+            datasets.append(ds)
+    if not datasets:
+        raise InputError(f"{label}: {_NO_PIXELS}. Accepted: {ACCEPTED_FORMATS}.")
     return _interpret(datasets, label, color, limits)
 
 

@@ -59,3 +59,12 @@ def score_against(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, float
 def _size(shape: tuple[int, ...]) -> str:
     z, h, w = shape if len(shape) == 3 else (1, *shape)
     return f"{h} x {w} pixels" + ("" if z == 1 else f" x {z} slices")
+
+
+def compare_models(first: np.ndarray, second: np.ndarray) -> dict[str, float | int]:
+    """How two predictions of one scan agree: Dice between them and the pixels each adds."""
+    a, b = np.asarray(first, bool), np.asarray(second, bool)
+    if a.shape != b.shape:
+        raise InputError(f"the two masks differ in size: {a.shape} vs {b.shape}")
+    return {"dice_between": dice(a, b), "both": int((a & b).sum()), "first_only": int((a & ~b).sum()),
+            "second_only": int((~a & b).sum())}

@@ -134,6 +134,36 @@ def read_scan(
             from err
 
 
+def read_scans(
+    files: list[tuple[str, bytes]],
+    *,
+    color: ColorMode = "auto",
+    limits: ReadLimits = ReadLimits(),
+) -> list[Scan]:
+    """Several uploaded files as scans: the files of a DICOM series together form one volume
+    (sorted along the slice normal, as a series folder would be); any other file is one scan.
+
+    ``files`` are ``(name, bytes)``; the scans come back in upload order (a series at the place
+    of its first file). All-or-nothing: the first unreadable file raises InputError naming it.
+    """
+    if not files:
+        raise InputError(f"no files given. Accepted: {ACCEPTED_FORMATS}.")
+    is_dicom = [_detect(data[:_HEAD_BYTES]) in ("dicom", "dicom-raw") for _, data in files]
+    if sum(is_dicom) < 2:
+        return [read_scan(data, name=name, color=color, limits=limits) for name, data in files]
+    from metaseg_viewer.dicom import read_dicom_uploads
+
+    series = read_dicom_uploads([f for f, d in zip(files, is_dicom) if d],
+                                label=f"DICOM series ({sum(is_dicom)} files)", color=color, limits=limits)
+    scans: list[Scan] = []
+    for index, ((name, data), dicom) in enumerate(zip(files, is_dicom)):
+        if not dicom:
+            scans.append(read_scan(data, name=name, color=color, limits=limits))
+        elif index == is_dicom.index(True):
+            scans.append(series)
+    return scans
+
+
 def to_single_channel(array: np.ndarray, mode: ColorMode) -> np.ndarray:
     """Reduce an ``(H, W)`` or ``(H, W, C)`` array to ``(H, W)`` in the same dtype.
 

@@ -65,3 +65,28 @@ def overlay_stack(enhanced: np.ndarray, mask: np.ndarray, limit: int = 12) -> np
         return overlay(enhanced[0], mask[0])
     picks = slices_to_show(mask, limit)
     return montage([overlay(enhanced[i], mask[i]) for i in picks], labels=[f"slice {i + 1}" for i in picks])
+
+
+def probability_map(probabilities: np.ndarray) -> np.ndarray:
+    """RGB uint8 picture of a 2-D probability map in [0, 1] (perceptually uniform 'inferno')."""
+    if probabilities.ndim != 2:
+        raise ValueError(f"probability_map needs a 2-D array, got shape {probabilities.shape}")
+    scaled = np.rint(np.clip(probabilities, 0, 1) * 255).astype(np.uint8)
+    return cv2.cvtColor(cv2.applyColorMap(scaled, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
+
+
+#: Colours of :func:`disagreement_overlay`: found by the first model only, by the second only, by both.
+DISAGREEMENT_COLORS = {"first only": (255, 170, 0), "second only": (0, 160, 255), "both": (80, 220, 80)}
+
+
+def disagreement_overlay(image: np.ndarray, first: np.ndarray, second: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """RGB picture of where two masks of one 2-D image agree and disagree (colours above)."""
+    if not image.shape == first.shape == second.shape or image.ndim != 2:
+        raise ValueError(f"needs one 2-D shape, got {image.shape}, {first.shape}, {second.shape}")
+    a, b = first.astype(bool), second.astype(bool)
+    rgb = np.repeat(image.astype(np.uint8)[..., None], 3, axis=2)
+    for region, key in ((a & ~b, "first only"), (~a & b, "second only"), (a & b, "both")):
+        if region.any():
+            tint = np.array(DISAGREEMENT_COLORS[key], np.float32)
+            rgb[region] = np.clip((1 - alpha) * rgb[region] + alpha * tint, 0, 255).astype(np.uint8)
+    return rgb

@@ -8,7 +8,7 @@ import pytest
 from metaseg_viewer.errors import InputError
 from metaseg_viewer.evaluation import read_true_mask, score_against
 from metaseg_viewer.io import encode_mask_png
-from metaseg_viewer.rle import rle_decode, rle_encode
+from metaseg_viewer.encoding import rle_decode, rle_encode
 
 
 @pytest.mark.parametrize("shape", [(1, 5, 7), (3, 4, 4), (4,), (0, 3)])
