@@ -19,7 +19,7 @@ from metaseg_viewer.errors import InputError
 from metaseg_viewer.registry import describe_models
 from metaseg_viewer.encoding import encode_probabilities, rle_encode
 from metaseg_viewer.scan import Scan
-from metaseg_viewer.segment import lesion_rows, output_stem
+from metaseg_viewer.segment import lesion_rows, mask_file, output_stem
 from server.settings import ServerSettings
 
 MaskFormat = Literal["auto", "png", "nifti", "json"]
@@ -67,7 +67,7 @@ class Segmentation:
             "lesions": [],
             "timings_ms": self.timings_ms,
         }
-        rows = lesion_rows(scan, pred)
+        rows = lesion_rows(scan, pred.mask, pred.probabilities)
         result["lesions"] = [{k: _plain(v) for k, v in row.items()} for row in rows]
         result["lesion_count"] = len(rows)
         if with_mask:
@@ -79,12 +79,17 @@ class Segmentation:
     def mask_file(self, fmt: MaskFormat) -> tuple[bytes, str, str]:
         """``(bytes, media type, file name)`` of the mask: PNG for a 2-D image, NIfTI for a volume."""
         stem = output_stem(self.file_name) or "upload"
-        if fmt == "png" or (fmt == "auto" and not self.scan.is_volume and self.scan.n_slices == 1):
+        if fmt == "auto":
+            data, suffix = mask_file(self.scan, self.prediction.mask)
+        elif fmt == "png":
             if self.scan.n_slices != 1:
                 raise OptionError(f"format=png holds one slice, but this input has {self.scan.n_slices}; "
                                   "accepted for volumes and stacks: nifti or json")
-            return encode_mask_png(self.prediction.mask[0]), "image/png", f"{stem}_mask.png"
-        return encode_mask_nifti(self.prediction.mask, self.scan), "application/gzip", f"{stem}_mask.nii.gz"
+            data, suffix = encode_mask_png(self.prediction.mask[0]), "_mask.png"
+        else:
+            data, suffix = encode_mask_nifti(self.prediction.mask, self.scan), "_mask.nii.gz"
+        media_type = "image/png" if suffix.endswith(".png") else "application/gzip"
+        return data, media_type, stem + suffix
 
 
 class Engine:

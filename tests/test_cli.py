@@ -102,8 +102,6 @@ def test_unavailable_device_is_a_clear_error(tmp_path: Path, tiny_checkpoint: Pa
 
 
 def test_volume_lesion_table_has_world_coordinates(tmp_path: Path) -> None:
-    from metaseg_viewer.inference import Prediction
-    from metaseg_viewer.config import InferenceConfig
     from metaseg_viewer.scan import Scan
     from metaseg_viewer.segment import lesion_rows
 
@@ -112,7 +110,6 @@ def test_volume_lesion_table_has_world_coordinates(tmp_path: Path) -> None:
     affine = np.diag([2.0, -1.0, -0.5, 1.0])  # maps (z, row, col) to RAS mm
     affine[:3, 3] = (10.0, 20.0, 30.0)
     scan = Scan(mask.astype(np.uint8), spacing=(2.0, 1.0, 0.5), affine=affine, is_volume=True)
-    prediction = Prediction(mask.astype(np.float32), mask, mask.astype(np.uint8), InferenceConfig(), "m", "v", 0.0)
-    [row] = lesion_rows(scan, prediction)
+    [row] = lesion_rows(scan, mask, mask.astype(np.float32))
     assert row["size_px"] == 8 and row["volume_mm3"] == pytest.approx(8.0)
     assert (row["centroid_x_mm"], row["centroid_y_mm"], row["centroid_z_mm"]) == pytest.approx((13.0, 17.5, 26.75))

@@ -377,15 +377,18 @@ def test_uploaded_series_files_form_one_volume_like_the_folder(tmp_path, rng):
     write_series(tmp_path, rng, "axial")
     files = [(p.name, p.read_bytes()) for p in sorted(tmp_path.iterdir())]
     other = png_bytes(rng.integers(0, 256, (8, 9), dtype=np.uint8))
-    scans = read_scans([files[2], ("photo.png", other), *files[:2], *files[3:]])
-    assert [s.shape for s in scans] == [(5, 6, 7), (1, 8, 9)]
+    results = read_scans([files[2], ("photo.png", other), ("notes.txt", b"hello"), *files[:2], *files[3:]])
+    assert [label for label, _ in results] == ["DICOM series (5 files)", "photo.png", "notes.txt"]
+    series, photo, notes = (result for _, result in results)
+    assert series.shape == (5, 6, 7) and photo.shape == (1, 8, 9)
+    assert isinstance(notes, InputError) and "notes.txt" in str(notes)  # the others are still read
     folder = read_scan(tmp_path)
-    np.testing.assert_array_equal(scans[0].pixels, folder.pixels)
-    np.testing.assert_allclose(scans[0].affine, folder.affine)
-    assert [s.shape for s in read_scans([("photo.png", other)])] == [(1, 8, 9)]
+    np.testing.assert_array_equal(series.pixels, folder.pixels)
+    np.testing.assert_allclose(series.affine, folder.affine)
+    assert read_scans([("photo.png", other)])[0][1].shape == (1, 8, 9)
     stranger = _dicom_bytes(dicom_dataset(np.zeros((6, 7), np.int16), series_uid="9.9", position=(0, 0, 50)))
-    with pytest.raises(InputError, match="2 DICOM series"):
-        read_scans([*files, ("other.dcm", stranger)])
+    [(label, error)] = read_scans([*files, ("other.dcm", stranger)])
+    assert isinstance(error, InputError) and "2 DICOM series" in str(error)
     with pytest.raises(InputError, match="notes.txt: not a DICOM file"):
         from metaseg_viewer.dicom import read_dicom_uploads
 

@@ -139,29 +139,39 @@ def read_scans(
     *,
     color: ColorMode = "auto",
     limits: ReadLimits = ReadLimits(),
-) -> list[Scan]:
-    """Several uploaded files as scans: the files of a DICOM series together form one volume
-    (sorted along the slice normal, as a series folder would be); any other file is one scan.
+) -> list[tuple[str, Scan | InputError]]:
+    """Several uploaded files as scans, each with a label: the files of a DICOM series together
+    form one volume (sorted along the slice normal, as a series folder would be); any other file
+    is one scan. A file that cannot be read gives its InputError in place of a scan, so the
+    others are still usable.
 
-    ``files`` are ``(name, bytes)``; the scans come back in upload order (a series at the place
-    of its first file). All-or-nothing: the first unreadable file raises InputError naming it.
+    ``files`` are ``(name, bytes)``; results come in upload order (a series at the place of its
+    first file).
     """
     if not files:
         raise InputError(f"no files given. Accepted: {ACCEPTED_FORMATS}.")
     is_dicom = [_detect(data[:_HEAD_BYTES]) in ("dicom", "dicom-raw") for _, data in files]
-    if sum(is_dicom) < 2:
-        return [read_scan(data, name=name, color=color, limits=limits) for name, data in files]
+    results: list[tuple[str, Scan | InputError]] = []
+    for index, ((name, data), dicom) in enumerate(zip(files, is_dicom)):
+        if dicom and sum(is_dicom) > 1:
+            if index == is_dicom.index(True):
+                results.append(_read_series([f for f, d in zip(files, is_dicom) if d], color, limits))
+            continue
+        try:
+            results.append((name, read_scan(data, name=name, color=color, limits=limits)))
+        except InputError as err:
+            results.append((name, err))
+    return results
+
+
+def _read_series(files: list[tuple[str, bytes]], color: ColorMode, limits: ReadLimits) -> tuple[str, Scan | InputError]:
     from metaseg_viewer.dicom import read_dicom_uploads
 
-    series = read_dicom_uploads([f for f, d in zip(files, is_dicom) if d],
-                                label=f"DICOM series ({sum(is_dicom)} files)", color=color, limits=limits)
-    scans: list[Scan] = []
-    for index, ((name, data), dicom) in enumerate(zip(files, is_dicom)):
-        if not dicom:
-            scans.append(read_scan(data, name=name, color=color, limits=limits))
-        elif index == is_dicom.index(True):
-            scans.append(series)
-    return scans
+    label = f"DICOM series ({len(files)} files)"
+    try:
+        return label, read_dicom_uploads(files, label=label, color=color, limits=limits)
+    except InputError as err:
+        return label, err
 
 
 def to_single_channel(array: np.ndarray, mode: ColorMode) -> np.ndarray:
@@ -223,6 +233,13 @@ def encode_mask_nifti(mask3d: np.ndarray, scan: Scan) -> bytes:
     from metaseg_viewer.nifti import mask_bytes
 
     return mask_bytes(mask3d, scan)
+
+
+def encode_nifti(volume: np.ndarray, scan: Scan) -> bytes:
+    """The bytes of a ``.nii.gz`` :func:`write_nifti` would write (same geometry rules)."""
+    from metaseg_viewer.nifti import volume_bytes
+
+    return volume_bytes(np.asarray(volume), scan)
 
 
 def write_nifti(volume: np.ndarray, scan: Scan, path: str | os.PathLike[str]) -> None:

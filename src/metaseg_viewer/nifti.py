@@ -92,7 +92,12 @@ def write_mask(mask3d: np.ndarray, scan: Scan, path: str | os.PathLike[str]) -> 
 
 def mask_bytes(mask3d: np.ndarray, scan: Scan) -> bytes:
     """Implementation of :func:`metaseg_viewer.io.encode_mask_nifti` (see there)."""
-    return gzip.compress(volume_image(_as_labels(mask3d, scan.shape), scan).to_bytes(), compresslevel=6, mtime=0)
+    return volume_bytes(_as_labels(mask3d, scan.shape), scan)
+
+
+def volume_bytes(volume: np.ndarray, scan: Scan) -> bytes:
+    """Implementation of :func:`metaseg_viewer.io.encode_nifti` (see there)."""
+    return gzip.compress(volume_image(volume, scan).to_bytes(), compresslevel=6, mtime=0)
 
 
 def write_volume(volume: np.ndarray, scan: Scan, path: str | os.PathLike[str]) -> None:

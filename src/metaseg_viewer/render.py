@@ -30,6 +30,15 @@ def overlay(
     return rgb
 
 
+def encode_png(rgb: np.ndarray) -> bytes:
+    """PNG bytes of an RGB (or gray) uint8 picture."""
+    image = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb
+    ok, data = cv2.imencode(".png", image)
+    if not ok:
+        raise ValueError(f"could not encode a picture of shape {rgb.shape} as PNG")
+    return data.tobytes()
+
+
 def slices_to_show(mask: np.ndarray, limit: int = 12) -> list[int]:
     """Indices of up to ``limit`` slices of a ``(Z, H, W)`` mask: those with the largest lesion area
     (in slice order), or evenly spaced slices when the mask is empty."""

@@ -8,17 +8,17 @@ same outputs and names: ``<stem>_mask.png`` (or ``_mask.nii.gz`` for a volume or
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from metaseg_viewer.inference import Prediction, Predictor, Progress
-from metaseg_viewer.io import read_scan, write_mask_nifti, write_mask_png
+from metaseg_viewer.io import encode_mask_nifti, encode_mask_png, read_scan
 from metaseg_viewer.lesions import lesion_table, lesions_to_rows
 from metaseg_viewer.preprocessing import DISPLAY_PERCENTILES, window_to_uint8
-from metaseg_viewer.render import overlay_stack
+from metaseg_viewer.render import encode_png, overlay_stack
 from metaseg_viewer.scan import Scan
 
 
@@ -39,7 +39,7 @@ def output_stem(source: str | Path) -> str:
     return name
 
 
-def lesion_rows(scan: Scan, prediction: Prediction) -> list[dict]:
+def lesion_rows(scan: Scan, mask: np.ndarray, probabilities: np.ndarray | None = None) -> list[dict]:
     """The lesion table as flat rows: 3-D lesions for a volume, else per 2-D image.
 
     Centroids are 0-based indices into the scan's ``(Z, H, W)`` array; where the scan has an
@@ -48,7 +48,7 @@ def lesion_rows(scan: Scan, prediction: Prediction) -> list[dict]:
     """
     spacing = scan.spacing
     if scan.is_volume:
-        lesions = lesion_table(prediction.mask, prediction.probabilities, spacing)
+        lesions = lesion_table(mask, probabilities, spacing)
         rows = lesions_to_rows(lesions)
         if scan.affine is not None:
             for row, lesion in zip(rows, lesions):
@@ -58,30 +58,41 @@ def lesion_rows(scan: Scan, prediction: Prediction) -> list[dict]:
     rows = []
     for z in range(scan.n_slices):
         in_plane = None if spacing is None else spacing[1:]
-        for row in lesions_to_rows(lesion_table(prediction.mask[z], prediction.probabilities[z], in_plane)):
+        probs = None if probabilities is None else probabilities[z]
+        for row in lesions_to_rows(lesion_table(mask[z], probs, in_plane)):
             rows.append({"slice_index": z, **row} if scan.n_slices > 1 else row)
     return rows
 
 
+def mask_file(scan: Scan, mask: np.ndarray) -> tuple[bytes, str]:
+    """The mask as a user keeps it, with its suffix: PNG (0/255) for a 2-D image, gzipped NIfTI
+    in the input's voxel grid and affine for a volume or stack."""
+    if scan.n_slices == 1 and not scan.is_volume:
+        return encode_mask_png(mask[0]), "_mask.png"
+    return encode_mask_nifti(mask, scan), "_mask.nii.gz"
+
+
+def lesion_csv(rows: list[dict]) -> str:
+    """The lesion table as CSV text (a header only when there are no lesions)."""
+    buffer = io.StringIO()
+    fields = list(rows[0]) if rows else ["label", "size_px", "centroid_row", "centroid_col", "mean_probability"]
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
 def write_outputs(scan: Scan, prediction: Prediction, out_dir: Path, stem: str) -> SegmentOutputs:
     out_dir.mkdir(parents=True, exist_ok=True)
-    if scan.n_slices == 1 and not scan.is_volume:
-        mask_path = out_dir / f"{stem}_mask.png"
-        write_mask_png(prediction.mask[0], mask_path)
-    else:
-        mask_path = out_dir / f"{stem}_mask.nii.gz"
-        write_mask_nifti(prediction.mask, scan, mask_path)
+    data, suffix = mask_file(scan, prediction.mask)
+    mask_path = out_dir / f"{stem}{suffix}"
+    mask_path.write_bytes(data)
     display = window_to_uint8(scan.pixels, DISPLAY_PERCENTILES)
     overlay_path = out_dir / f"{stem}_overlay.png"
-    if not cv2.imwrite(str(overlay_path), cv2.cvtColor(overlay_stack(display, prediction.mask), cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {overlay_path}")
-    rows = lesion_rows(scan, prediction)
+    overlay_path.write_bytes(encode_png(overlay_stack(display, prediction.mask)))
+    rows = lesion_rows(scan, prediction.mask, prediction.probabilities)
     lesions_path = out_dir / f"{stem}_lesions.csv"
-    with open(lesions_path, "w", newline="") as fh:
-        fields = list(rows[0]) if rows else ["label", "size_px", "centroid_row", "centroid_col", "mean_probability"]
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
+    lesions_path.write_text(lesion_csv(rows))
     return SegmentOutputs(mask_path, overlay_path, lesions_path, len(rows))
 
 
@@ -103,4 +114,4 @@ def segment_file(
     return write_outputs(scan, prediction, Path(out_dir), stem or output_stem(source))
 
 
-__all__ = ["SegmentOutputs", "lesion_rows", "output_stem", "segment_file", "write_outputs"]
+__all__ = ["SegmentOutputs", "lesion_csv", "lesion_rows", "mask_file", "output_stem", "segment_file", "write_outputs"]

@@ -1,0 +1,110 @@
+"""Where the network runs: in this process (the core's Predictor) or on a MetaSeg server.
+
+Both return the same :class:`Result`, the probability map: the page thresholds it with the
+core's ``binarize`` itself, so moving the threshold never runs a network again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from metaseg_viewer.config import InferenceConfig
+from metaseg_viewer.encoding import decode_probabilities
+from metaseg_viewer.errors import MetaSegError
+from metaseg_viewer.inference import Predictor
+from metaseg_viewer.registry import describe_models
+from streamlit_app.cases import Case
+
+Progress = Callable[[int, int], None]
+
+
+class BackendError(Exception):
+    """A problem to show the user as it is (server down, refused file, model that will not load)."""
+
+
+@dataclass(frozen=True)
+class Result:
+    probabilities: np.ndarray  # float32 (Z, H, W) in [0, 1]
+    model_name: str
+    model_version: str
+    defaults: InferenceConfig  # the model card's validated threshold, TTA and minimum size
+    tta: bool
+    seconds: float
+    where: str
+
+
+class LocalBackend:
+    """The core library in this process; ``load`` is the page's cached model loader."""
+
+    where = "this computer"
+
+    def __init__(self, load: Callable[[str], Predictor]) -> None:
+        self.load = load
+
+    def models(self) -> list[dict[str, Any]]:
+        return describe_models()
+
+    def segment(self, case: Case, model: str, tta: bool, progress: Progress | None = None) -> Result:
+        try:
+            predictor = self.load(model)
+            start = time.perf_counter()
+            probabilities, _ = predictor.probabilities(case.scan.pixels, tta, progress)
+        except MetaSegError as exc:
+            raise BackendError(str(exc)) from exc
+        return Result(probabilities.astype(np.float32), predictor.name, predictor.version, predictor.defaults,
+                      tta, time.perf_counter() - start, self.where)
+
+
+class RemoteBackend:
+    """A MetaSeg FastAPI server (``metaseg-server``), reached over HTTP with an optional API key."""
+
+    def __init__(self, url: str, api_key: str = "", timeout: float = 600.0) -> None:
+        self.url = url.rstrip("/")
+        self.headers = {"X-API-Key": api_key} if api_key else {}
+        self.timeout = timeout
+        self.where = self.url
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        import httpx
+
+        try:
+            response = httpx.request(method, self.url + path, headers=self.headers, timeout=self.timeout, **kwargs)
+        except httpx.ConnectError as exc:
+            raise BackendError(f"Cannot reach the MetaSeg server at {self.url} ({exc}). Is it running? Start it "
+                               "with `metaseg-server`, check the address, or choose 'This computer'.") from exc
+        except httpx.TimeoutException as exc:
+            raise BackendError(f"The server at {self.url} did not answer within {self.timeout:.0f} s.") from exc
+        except httpx.HTTPError as exc:
+            raise BackendError(f"Talking to {self.url} failed: {exc}") from exc
+        if response.status_code == 401:
+            raise BackendError("The server needs an API key: enter it in the sidebar (it is sent as X-API-Key).")
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text[:300]
+            raise BackendError(f"The server answered {response.status_code}: {detail}")
+        return response.json()
+
+    def models(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/models")
+
+    def segment(self, case: Case, model: str, tta: bool, progress: Progress | None = None) -> Result:
+        params = {"model": model, "tta": str(tta).lower(), "format": "json", "probabilities": "true"}
+        start = time.perf_counter()
+        body = self._call("POST", "/predict", params=params, files={"file": (case.file_name, case.data)})
+        try:
+            probabilities = decode_probabilities(body["probabilities"])
+            defaults = next(m for m in self.models() if m["name"] == model)["inference"]
+        except (KeyError, StopIteration, MetaSegError) as exc:
+            raise BackendError(f"The server at {self.url} sent an answer this page cannot read ({exc}).") from exc
+        if probabilities.shape != case.scan.shape:
+            raise BackendError(f"The server read the file as {probabilities.shape}, this page as {case.scan.shape}; "
+                               "are both the same MetaSeg version?")
+        return Result(probabilities, body["model"], body["model_version"], InferenceConfig(**defaults), tta,
+                      time.perf_counter() - start, self.where)

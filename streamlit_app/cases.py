@@ -1,0 +1,67 @@
+"""What the page segments: uploaded files or a built-in sample, each read once by the core."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from metaseg_viewer.errors import InputError
+from metaseg_viewer.io import ReadLimits, encode_nifti, read_scan, read_scans
+from metaseg_viewer.samples import make_slice, make_volume
+from metaseg_viewer.scan import Scan
+
+#: Extensions offered by the upload dialog (content decides the format; names only filter the dialog).
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "dcm", "nii", "gz"]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One image or volume: its scan, the bytes a server would read, and a true mask if known."""
+
+    label: str
+    file_name: str
+    data: bytes
+    scan: Scan
+    truth: np.ndarray | None = None  # bool (Z, H, W); only the synthetic samples come with one
+
+    @property
+    def key(self) -> str:
+        """Identifies the content, so results survive reruns and re-uploads of the same file."""
+        return hashlib.sha1(self.data).hexdigest()
+
+
+def cases_from_uploads(files: list[tuple[str, bytes]], limits: ReadLimits = ReadLimits()) -> tuple[list[Case], list[str]]:
+    """Readable uploads as cases (a DICOM series' files as one), and one message per bad file."""
+    cases: list[Case] = []
+    problems: list[str] = []
+    by_name = dict(files)
+    for label, result in read_scans(files, limits=limits):
+        if isinstance(result, InputError):
+            problems.append(str(result))
+        elif label in by_name:
+            cases.append(Case(label, label, by_name[label], result))
+        else:  # a series of several files: a server gets it as one NIfTI in the same voxel order
+            plain = Scan(pixels=result.pixels, spacing=result.spacing, is_volume=True)
+            cases.append(Case(label, "series.nii.gz", encode_nifti(result.pixels, plain), result))
+    return cases, problems
+
+
+def sample_case(kind: str) -> Case:
+    """The core's synthetic FLAIR-like slice or volume with its true mask (not anatomy)."""
+    if kind == "slice":
+        sample = make_slice(256, seed=0)
+        buffer = io.BytesIO()
+        Image.fromarray(sample.image).save(buffer, format="PNG")
+        data, name, truth = buffer.getvalue(), "sample_slice.png", sample.mask[None]
+    elif kind == "volume":
+        sample = make_volume(24, 256, seed=0)
+        plain = Scan(pixels=sample.image, spacing=sample.spacing, is_volume=True)
+        data, name, truth = encode_nifti(sample.image, plain), "sample_volume.nii.gz", sample.mask
+    else:
+        raise ValueError(f"unknown sample {kind!r}; use 'slice' or 'volume'")
+    scan = read_scan(data, name=name)
+    return Case(f"Built-in sample {kind} (synthetic)", name, data, scan, truth.astype(bool))

@@ -1,0 +1,124 @@
+"""The page's panels. Each takes what it shows and draws it; pictures come from the core's render."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from metaseg_viewer.evaluation import compare_models, score_against
+from metaseg_viewer.render import (
+    DISAGREEMENT_COLORS,
+    disagreement_overlay,
+    encode_png,
+    overlay,
+    overlay_stack,
+    probability_map,
+    slices_to_show,
+)
+from metaseg_viewer.scan import Scan
+from metaseg_viewer.segment import lesion_csv, mask_file, output_stem
+
+
+def hex_to_rgb(value: str) -> tuple[int, int, int]:
+    value = value.lstrip("#")
+    return int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16)
+
+
+def pick_slice(scan: Scan, mask: np.ndarray, key: str) -> int:
+    """A slice slider for volumes (starting at the slice with the most lesion); 0 for one image."""
+    if scan.n_slices == 1:
+        return 0
+    areas = mask.reshape(scan.n_slices, -1).sum(axis=1)
+    start = int(np.argmax(areas)) + 1 if areas.any() else scan.n_slices // 2 + 1
+    return st.slider("Slice", 1, scan.n_slices, start, key=key,
+                     help="1 = first slice of the volume as stored (most inferior for NIfTI)") - 1
+
+
+def segmentation_panel(display: np.ndarray, enhanced: np.ndarray, probabilities: np.ndarray, mask: np.ndarray,
+                       z: int, color: tuple[int, int, int], opacity: float, outline: bool) -> np.ndarray:
+    """Input, CLAHE input, probability map and overlay of slice ``z``; returns the overlay."""
+    shown = overlay(display[z], mask[z], color=color, alpha=opacity, outline=outline)
+    columns = st.columns(4)
+    captions = ["Input", "CLAHE-enhanced (what the network sees)", "Lesion probability", "Segmentation"]
+    pictures = [display[z], enhanced[z], probability_map(probabilities[z]), shown]
+    for column, caption, picture in zip(columns, captions, pictures):
+        column.image(picture, caption=caption, width="stretch")
+    return shown
+
+
+def lesion_strip(display: np.ndarray, mask: np.ndarray, color: tuple[int, int, int], opacity: float) -> None:
+    """Thumbnails of up to 8 slices with the most lesion, so nothing in a volume goes unseen."""
+    with_lesion = np.flatnonzero(mask.reshape(len(mask), -1).any(axis=1))
+    if not len(with_lesion):
+        st.caption("No slice of this volume has a lesion at this threshold.")
+        return
+    picks = slices_to_show(mask, limit=8)
+    st.caption(f"Slices with lesions: {len(with_lesion)} of {len(mask)} (showing the {len(picks)} with most lesion)")
+    for column, z in zip(st.columns(len(picks)), picks):
+        column.image(overlay(display[z], mask[z], color=color, alpha=opacity), caption=f"slice {z + 1}", width="stretch")
+
+
+def lesion_table(rows: list[dict], scan: Scan) -> None:
+    if not rows:
+        st.info("No lesion at this threshold and minimum size.")
+        return
+    unit = "volume_mm3" if scan.is_volume else "area_mm2"
+    st.markdown(f"**{len(rows)} lesion{'s' if len(rows) != 1 else ''}**"
+                + ("" if scan.spacing is not None else " (sizes in pixels: the file gives no pixel spacing)"))
+    frame = pd.DataFrame(rows)
+    frame.insert(0, "lesion", range(1, len(frame) + 1))
+    keep = [c for c in ["lesion", "slice_index", "size_px", unit, "centroid_z", "centroid_row", "centroid_col",
+                        "centroid_x_mm", "centroid_y_mm", "centroid_z_mm", "mean_probability"] if c in frame]
+    st.dataframe(frame[keep].round(2), hide_index=True, width="stretch")
+
+
+def scores_panel(mask: np.ndarray, truth: np.ndarray | None, scan: Scan, truth_name: str) -> None:
+    if truth is None:
+        st.caption("Upload the true mask below to see Dice, IoU and lesion-wise scores.")
+        return
+    scores = score_against(mask, truth, scan.spacing)
+    lesions = scores["lesions"]
+    st.markdown(f"**Scores against {truth_name}**")
+    cells = st.columns(6)
+    hd = scores["hd95"]
+    values = [("Dice", f"{scores['dice']:.3f}"), ("IoU", f"{scores['iou']:.3f}"),
+              ("HD95", "n/a" if hd != hd else f"{hd:.1f} {scores['hd95_unit']}"),
+              ("Lesions found", f"{lesions['tp_ref']} of {lesions['n_ref']}"),
+              ("False-positive lesions", str(lesions["fp_pred"])), ("Lesion-wise F1", f"{lesions['f1']:.3f}")]
+    for cell, (label, value) in zip(cells, values):
+        cell.metric(label, value)
+
+
+def compare_panel(display: np.ndarray, z: int, first: tuple[str, np.ndarray], second: tuple[str, np.ndarray],
+                  color: tuple[int, int, int], opacity: float) -> None:
+    """Two models' masks side by side and a map of where they disagree."""
+    (name_a, mask_a), (name_b, mask_b) = first, second
+    stats = compare_models(mask_a, mask_b)
+    columns = st.columns(3)
+    columns[0].image(overlay(display[z], mask_a[z], color=color, alpha=opacity), caption=name_a, width="stretch")
+    columns[1].image(overlay(display[z], mask_b[z], color=color, alpha=opacity), caption=name_b, width="stretch")
+    columns[2].image(disagreement_overlay(display[z], mask_a[z], mask_b[z]), caption="Where they disagree",
+                     width="stretch")
+    legend = " · ".join(f"<span style='color:rgb{DISAGREEMENT_COLORS[k]}'>■</span> {label}" for k, label in
+                        [("first only", f"{name_a} only"), ("second only", f"{name_b} only"), ("both", "both")])
+    st.markdown(legend, unsafe_allow_html=True)
+    unit = "voxels" if display.shape[0] > 1 else "pixels"
+    st.markdown(f"Agreement (Dice between the two masks, whole {'volume' if display.shape[0] > 1 else 'image'}): "
+                f"**{stats['dice_between']:.3f}** — both: {stats['both']} {unit}, {name_a} only: "
+                f"{stats['first_only']}, {name_b} only: {stats['second_only']}.")
+
+
+def downloads(scan: Scan, file_name: str, display: np.ndarray, mask: np.ndarray, shown: np.ndarray,
+              rows: list[dict]) -> None:
+    stem = output_stem(file_name) or "scan"
+    data, suffix = mask_file(scan, mask)
+    columns = st.columns(3)
+    columns[0].download_button("Mask (" + ("PNG" if suffix.endswith(".png") else "NIfTI") + ")", data,
+                               file_name=stem + suffix, mime="image/png" if suffix.endswith(".png") else "application/gzip",
+                               on_click="ignore", width="stretch")
+    picture = shown if scan.n_slices == 1 else overlay_stack(display, mask)
+    columns[1].download_button("Overlay (PNG)", encode_png(picture), file_name=f"{stem}_overlay.png",
+                               mime="image/png", on_click="ignore", width="stretch")
+    columns[2].download_button("Lesion table (CSV)", lesion_csv(rows), file_name=f"{stem}_lesions.csv",
+                               mime="text/csv", on_click="ignore", width="stretch")

@@ -1,0 +1,124 @@
+"""The Streamlit page driven by ``streamlit.testing.v1.AppTest``: uploads, settings, errors.
+
+The browser end-to-end test (real ``streamlit run`` + headless Chromium) is in
+test_streamlit_browser.py.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("streamlit", reason="the web extra is not installed (pip install -e '.[web]')")
+from PIL import Image  # noqa: E402
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from metaseg_viewer.inference import Predictor  # noqa: E402
+from metaseg_viewer.io import encode_mask_png, read_scan  # noqa: E402
+from metaseg_viewer.samples import make_slice  # noqa: E402
+
+APP = str(Path(__file__).resolve().parents[1] / "streamlit_app" / "app.py")
+SLICE = make_slice(256, seed=5)
+
+
+def png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def page() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=600)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def test_upload_shows_overlay_table_and_scores_against_an_uploaded_mask() -> None:
+    at = page()
+    assert "Up to 200 MB per file" in " ".join(c.value for c in at.caption)
+    at.file_uploader(key="uploads").set_value(("flair.png", png(SLICE.image), "image/png")).run()
+    assert not at.exception and not at.error
+    header = at.markdown[0].value
+    assert "flair.png" in header and "Ensemble" in header and "lesion" in header
+    images = [c for column in at.tabs[0].columns for c in column.children.values() if c.type == "image"]
+    assert len(images) == 4  # input, CLAHE, probability map, overlay
+    at.file_uploader(key="truth").set_value(("truth.png", encode_mask_png(SLICE.mask), "image/png")).run()
+    expected = Predictor.load("ensemble", device="cpu").predict(read_scan(png(SLICE.image))).mask[0]
+    inter = (expected & SLICE.mask).sum()
+    assert metric(at, "Dice") == f"{2 * inter / (expected.sum() + SLICE.mask.sum()):.3f}"
+    table = at.dataframe[0].value
+    assert len(table) >= 1 and {"size_px", "centroid_row", "mean_probability"} <= set(table.columns)
+
+
+def test_threshold_re_derives_the_mask_without_running_the_network_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    at = page()
+    at.radio(key="input_kind").set_value("Sample slice").run()
+    dice_at_card = metric(at, "Dice")
+    results = dict(at.session_state["results"])
+    calls = {"n": 0}
+    real = Predictor.probabilities
+
+    def counting(self, *args, **kwargs):  # noqa: ANN001 - a spy on the network
+        calls["n"] += 1
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Predictor, "probabilities", counting)
+    at.slider(key="threshold_ensemble").set_value(0.95).run()
+    assert calls["n"] == 0 and dict(at.session_state["results"]).keys() == results.keys()
+    assert metric(at, "Dice") != dice_at_card  # the mask did change
+    at.slider(key="opacity").set_value(0.8).run()
+    at.color_picker(key="color").set_value("#00FF00").run()
+    assert calls["n"] == 0 and at.slider(key="threshold_ensemble").value == 0.95  # nothing the user set is lost
+    at.checkbox(key="tta_ensemble").check().run()
+    assert calls["n"] == 1  # TTA changes what the network computes: one new pass (both members)
+
+
+def test_bad_files_get_a_message_and_good_ones_are_still_shown() -> None:
+    at = page()
+    at.file_uploader(key="uploads").set_value([
+        ("notes.txt", b"this is not an image", "text/plain"),
+        ("half.png", png(SLICE.image)[:400], "image/png"),
+        ("good.png", png(SLICE.image), "image/png"),
+    ]).run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert any("notes.txt" in e and "Accepted" in e for e in errors)
+    assert any("half.png" in e and "truncated" in e for e in errors)
+    assert "good.png" in at.markdown[0].value
+
+
+def test_volume_has_a_slice_slider_strip_and_nifti_download() -> None:
+    at = page()
+    at.radio(key="input_kind").set_value("Sample volume").run()
+    assert not at.exception and not at.error
+    slider = next(s for s in at.slider if s.label == "Slice")
+    assert 1 <= slider.value <= 24
+    assert any("Slices with lesions" in c.value for c in at.caption)
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels == ["Mask (NIfTI)", "Overlay (PNG)", "Lesion table (CSV)"]
+
+
+def test_compare_runs_both_networks_and_reports_agreement() -> None:
+    at = page()
+    at.radio(key="input_kind").set_value("Sample slice").run()
+    at.button(key="compare").click().run()
+    assert not at.exception and not at.error
+    text = " ".join(m.value for m in at.markdown)
+    assert "Agreement (Dice between the two masks" in text and "Attention U-Net only" in text
+
+
+def test_server_that_is_down_gives_a_clear_message() -> None:
+    at = page()
+    at.radio(key="where").set_value("A MetaSeg server").run()
+    at.text_input(key="server_url").input("http://127.0.0.1:9").run()  # nothing listens on port 9
+    assert not at.exception
+    message = at.error[0].value
+    assert "Cannot reach the MetaSeg server at http://127.0.0.1:9" in message and "metaseg-server" in message
