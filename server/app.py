@@ -19,7 +19,7 @@ from server.auth import require_api_key
 from server.engine import Engine
 from server.errors import install_error_handlers
 from server.jobs import InferenceQueue
-from server.middleware import UploadLimitMiddleware, RequestLogMiddleware
+from server.middleware import AdmissionMiddleware, RequestLogMiddleware, UploadLimitMiddleware
 from server.routes import predict, status
 from server.settings import ServerSettings
 
@@ -63,7 +63,7 @@ def create_app(settings: ServerSettings | None = None, engine: Engine | None = N
             torch.set_num_threads(settings.torch_threads)
         try:
             app.state.engine = engine or Engine(settings)
-        except MetaSegError as exc:
+        except (MetaSegError, OSError) as exc:
             log.error("cannot start: %s", exc)
             raise StartupError(f"cannot start: {exc}") from None
         app.state.queue = InferenceQueue(settings.workers, settings.queue_size)
@@ -81,14 +81,17 @@ def create_app(settings: ServerSettings | None = None, engine: Engine | None = N
     install_error_handlers(app, settings.max_upload_mb)
     app.include_router(status.router)
     app.include_router(predict.router, dependencies=[Depends(require_api_key)])
+    # Added last = outermost: request ids and logs wrap everything, CORS headers reach every
+    # answer (the early 413 too), and the upload limit sits inside both.
+    app.add_middleware(UploadLimitMiddleware, max_bytes=settings.max_upload_bytes,
+                       max_upload_mb=settings.max_upload_mb)
+    app.add_middleware(AdmissionMiddleware)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["X-API-Key", "X-Request-ID", "Content-Type"],
                            expose_headers=["X-Request-ID", "X-Model", "X-Model-Version", "X-Lesion-Count",
                                            "X-Inference-Ms", "Retry-After", "Content-Disposition"])
-    app.add_middleware(UploadLimitMiddleware, max_bytes=settings.max_upload_bytes,
-                       max_upload_mb=settings.max_upload_mb)
-    app.add_middleware(RequestLogMiddleware)  # outermost: every answer gets an id and a log line
+    app.add_middleware(RequestLogMiddleware)
     return app
 
 

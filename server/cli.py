@@ -12,6 +12,7 @@ import logging
 import sys
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from metaseg_viewer.errors import MetaSegError
 
@@ -50,14 +51,17 @@ def main(argv: list[str] | None = None) -> int:
     given = {"default_model": args.model, "models": args.models, "device": args.device, "workers": args.workers,
              "queue_size": args.queue_size, "max_upload_mb": args.max_upload_mb, "save_uploads_dir": args.save_uploads_dir}
     given = {k: v for k, v in given.items() if v is not None}
-    if args.model and not args.models:
-        given["models"] = list(dict.fromkeys([*ServerSettings().models, args.model]))
     logging.getLogger("metaseg.server").setLevel(args.log_level.upper())
     try:
+        if args.model and not args.models:
+            given["models"] = list(dict.fromkeys([*ServerSettings().models, args.model]))
         settings = ServerSettings(**given)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         print(f"metaseg-server: invalid settings: {problems}", file=sys.stderr)
+        return 2
+    except SettingsError as exc:  # e.g. METASEG_MODELS that is not a JSON list
+        print(f"metaseg-server: invalid settings in the environment: {exc}", file=sys.stderr)
         return 2
     if not _is_loopback(args.host) and settings.api_key is None and not args.no_api_key_ok:
         print(f"metaseg-server: refusing to listen on {args.host} without an API key: set METASEG_API_KEY "
@@ -65,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         engine = Engine(settings)
-    except MetaSegError as exc:
+    except (MetaSegError, OSError) as exc:
         print(f"metaseg-server: cannot start: {exc}", file=sys.stderr)
         return 2
     uvicorn.run(create_app(settings, engine), host=args.host, port=args.port, log_level=args.log_level)

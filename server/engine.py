@@ -6,6 +6,7 @@ objects; the routes only move bytes in and out.
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -60,7 +61,7 @@ class Segmentation:
             "model_version": pred.model_version,
             "shape": list(scan.shape),
             "is_volume": scan.is_volume,
-            "spacing_mm": None if scan.spacing is None else [float(s) for s in scan.spacing],
+            "spacing_mm": None if scan.spacing is None else [_plain(float(s)) for s in scan.spacing],
             "input": scan.description,
             "settings": pred.settings.to_dict(),
             "lesion_count": 0,
@@ -121,10 +122,14 @@ class Engine:
             rows.append({**row, "version": predictor.version, "default": name == self.settings.default_model})
         return rows
 
-    def segment(self, data: bytes, file_name: str, options: Options) -> Segmentation:
+    def segment(self, data: bytes, file_name: str, options: Options, one_slice: bool = False) -> Segmentation:
+        """Read and segment; ``one_slice`` refuses a volume before any inference (format=png)."""
         predictor = self.predictor(options.model)  # unknown model: refuse before reading anything
         start = time.perf_counter()
         scan = self._read(data, file_name)
+        if one_slice and scan.n_slices != 1:
+            raise OptionError(f"format=png holds one slice, but this input has {scan.n_slices}; "
+                              "accepted for volumes and stacks: format=nifti, json or auto")
         return self._predict(predictor, scan, file_name, options, start)
 
     def evaluate(self, data: bytes, file_name: str, mask: bytes, mask_name: str, options: Options) -> dict[str, Any]:
@@ -158,9 +163,9 @@ class Engine:
 
 
 def _plain(value: Any) -> Any:
-    """NumPy scalars and NaN made JSON-safe (NaN → None)."""
+    """NumPy scalars and NaN/inf made JSON-safe (→ None)."""
     if hasattr(value, "item"):
         value = value.item()
-    if isinstance(value, float) and value != value:
+    if isinstance(value, float) and not math.isfinite(value):
         return None
     return value

@@ -44,12 +44,16 @@ class InferenceQueue:
         """Jobs running or waiting now."""
         return self._admitted
 
+    def full_error(self) -> QueueFull:
+        """The 503 to answer now, with a Retry-After from the running mean job time."""
+        waves = math.ceil((self._admitted + 1) / self.workers)
+        return QueueFull(max(1, math.ceil(waves * self._mean_seconds)), self.capacity)
+
     async def run(self, job: Callable[[], T]) -> T:
         """Run ``job`` on a worker thread and await its result; raise QueueFull when full."""
         with self._lock:
             if self._admitted >= self.capacity:
-                waves = math.ceil((self._admitted + 1) / self.workers)
-                raise QueueFull(max(1, math.ceil(waves * self._mean_seconds)), self.capacity)
+                raise self.full_error()
             self._admitted += 1
         try:
             future = self._executor.submit(self._timed, job)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import secrets
 import time
 import uuid
 
@@ -68,12 +69,7 @@ class UploadLimitMiddleware:
             return
         declared = dict(scope.get("headers", [])).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            request_id = scope.get("state", {}).get("request_id")
-            body = json.dumps({"detail": too_large_message(self.max_upload_mb), "request_id": request_id}).encode()
-            await send({"type": "http.response.start", "status": 413,
-                        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                    (b"connection", b"close")]})
-            await send({"type": "http.response.body", "body": body})
+            await send_error(scope, send, 413, too_large_message(self.max_upload_mb))
             return
         received = 0
 
@@ -87,6 +83,41 @@ class UploadLimitMiddleware:
             return message
 
         await self.app(scope, counted, send)
+
+
+class AdmissionMiddleware:
+    """Refuse uploads that would be refused anyway — wrong API key (401), full queue (503) —
+    before their body is read, so such requests cost no memory. The routes check again."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].startswith(("/predict", "/evaluate")):
+            state = scope["app"].state
+            expected = state.settings.api_key
+            given = dict(scope["headers"]).get(b"x-api-key", b"")
+            if expected is not None and not secrets.compare_digest(given, expected.get_secret_value().encode()):
+                await send_error(scope, send, 401, "missing or wrong API key: send the X-API-Key header with the "
+                                                   "server's key", [(b"www-authenticate", b"APIKey")])
+                return
+            queue = getattr(state, "queue", None)
+            if queue is not None and queue.admitted >= queue.capacity:
+                full = queue.full_error()
+                await send_error(scope, send, 503, str(full), [(b"retry-after", str(full.retry_after).encode())])
+                return
+        await self.app(scope, receive, send)
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+
+async def send_error(scope: Scope, send: Send, status: int, detail: str,
+                     headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """A JSON error answered before the app runs (same body as errors.py's handlers)."""
+    request_id = scope.get("state", {}).get("request_id")
+    body = json.dumps({"detail": detail, "request_id": request_id}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close"), *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def too_large_message(max_upload_mb: float) -> str:

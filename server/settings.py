@@ -19,7 +19,8 @@ class ServerSettings(BaseSettings):
 
     models: list[str] = Field(default_factory=lambda: list(MODEL_NAMES),
                               description="models loaded at start-up (shipped names or .safetensors paths)")
-    default_model: str = Field(DEFAULT_MODEL, description="model used when a request names none")
+    default_model: str | None = Field(None, description="model used when a request names none "
+                                                        f"(default: {DEFAULT_MODEL} if loaded, else the first loaded)")
     device: str | None = Field(None, description="cpu, cuda or cuda:N (default: cuda when available)")
     max_upload_mb: float = Field(64.0, gt=0, description="largest request body, in MiB (413 above)")
     max_slice_pixels: int = Field(4096 * 4096, gt=0, description="largest slice, rows x columns")
@@ -44,6 +45,8 @@ class ServerSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _default_is_loaded(self) -> ServerSettings:
+        if self.default_model is None:
+            self.default_model = DEFAULT_MODEL if DEFAULT_MODEL in self.models else self.models[0]
         if self.default_model not in self.models:
             raise ValueError(f"default_model {self.default_model!r} is not among the loaded models {self.models}")
         return self

@@ -29,7 +29,7 @@ MODEL_LABELS = {"ensemble": "Ensemble (U-Net++ + Attention U-Net)", "unetpp": "U
 HONESTY = ("Models trained and validated on axial FLAIR MRI of **lower-grade glioma** (LGG data set of Buda et "
            "al. 2019, TCGA-LGG); they outline FLAIR abnormality. Not validated for metastases, other lesions, "
            "sequences or scanners. Research use only — not a medical device.")
-KEPT_RESULTS = 16
+KEPT_BYTES = 1 << 30  # probability maps kept per session (oldest dropped first)
 
 
 @st.cache_resource(show_spinner="Loading the model (once per server process)…")
@@ -40,12 +40,13 @@ def load_predictor(name: str) -> Predictor:
 def sidebar() -> tuple[LocalBackend | RemoteBackend, str, dict]:
     bar = st.sidebar
     bar.header("Segmentation")
-    where = bar.radio("Run the network on", ["This computer", "A MetaSeg server"], key="where",
+    where = bar.radio("Run the network on", ["This computer", "A MetaSeg server"], key="where", persist_state="page",
                       help="This computer: the core library in this app's process. Server: a `metaseg-server` "
                            "reached over HTTP.")
     if where == "A MetaSeg server":
-        url = bar.text_input("Server address", "http://127.0.0.1:8000", key="server_url")
-        api_key = bar.text_input("API key (if the server has one)", type="password", key="api_key")
+        url = bar.text_input("Server address", "http://127.0.0.1:8000", key="server_url", persist_state="page")
+        api_key = bar.text_input("API key (if the server has one)", type="password", key="api_key",
+                                 persist_state="page")
         backend: LocalBackend | RemoteBackend = RemoteBackend(url, api_key)
     else:
         backend = LocalBackend(load_predictor)
@@ -56,8 +57,11 @@ def sidebar() -> tuple[LocalBackend | RemoteBackend, str, dict]:
         st.error(str(exc))
         st.stop()
     names = [n for n in MODEL_LABELS if n in models]
+    if not names:
+        st.error(f"{backend.where} offers none of the models this page knows ({', '.join(MODEL_LABELS)}).")
+        st.stop()
     model = bar.selectbox("Model", names, index=names.index(DEFAULT_MODEL) if DEFAULT_MODEL in names else 0,
-                          format_func=MODEL_LABELS.get, key="model")
+                          format_func=MODEL_LABELS.get, key="model", persist_state="page")
     card = models[model]["inference"]
     figures = models[model].get("metrics", {}).get("validation", {})
     if figures:
@@ -67,12 +71,13 @@ def sidebar() -> tuple[LocalBackend | RemoteBackend, str, dict]:
         for key in (f"threshold_{model}", f"tta_{model}", f"min_size_{model}"):
             st.session_state.pop(key, None)
     settings = {
-        "threshold": bar.slider("Threshold", 0.05, 0.95, float(card["threshold"]), 0.01, key=f"threshold_{model}",
+        "threshold": bar.slider("Threshold", 0.05, 0.95, float(card["threshold"]), 0.01, key=f"threshold_{model}", persist_state="page",
                                 help="Probability above which a pixel is lesion; moving it re-derives the mask "
                                      "without running the network."),
-        "tta": bar.checkbox("Test-time augmentation (flip)", bool(card["tta"]), key=f"tta_{model}"),
+        "tta": bar.checkbox("Test-time augmentation (flip)", bool(card["tta"]), key=f"tta_{model}",
+                            persist_state="page"),
         "min_size": bar.number_input("Minimum lesion size (pixels; voxels for volumes)", 0, 10000,
-                                     int(card["min_lesion_size"]), key=f"min_size_{model}"),
+                                     int(card["min_lesion_size"]), key=f"min_size_{model}", persist_state="page"),
     }
     bar.header("Display")
     settings["opacity"] = bar.slider("Overlay opacity", 0.0, 1.0, 0.35, 0.05, key="opacity")
@@ -82,20 +87,23 @@ def sidebar() -> tuple[LocalBackend | RemoteBackend, str, dict]:
 
 
 def choose_case() -> Case | None:
-    kind = st.radio("Input", ["Upload files", "Sample slice", "Sample volume"], horizontal=True, key="input_kind")
-    if kind != "Upload files":
-        return cached("sample", kind, lambda: [sample_case(kind.split()[1])])[0]
+    """The uploader stays on the page (its files are kept) whichever input is shown."""
     limit_mb = int(st.get_option("server.maxUploadSize"))
     uploads = st.file_uploader(
         "Brain MRI: PNG, JPEG, TIFF, DICOM or NIfTI", accept_multiple_files=True, key="uploads",
+        on_change=lambda: st.session_state.update(input_kind="Upload files"),
         help="The format is recognised from the content. Several images are segmented one by one; "
              "the .dcm files of one series, uploaded together, form one volume.")
     st.caption(f"Up to {limit_mb} MB per file. LGG kaggle_3m 3-channel TIFFs are read as their FLAIR channel; "
                "other colour images as luminance.")
+    kind = st.radio("Show", ["Upload files", "Sample slice", "Sample volume"], horizontal=True, key="input_kind",
+                    persist_state="page")
+    if kind != "Upload files":
+        return cached("sample", kind, lambda: [sample_case(kind.split()[1])])[0]
     if not uploads:
-        st.info("Upload a FLAIR image or volume, or pick a sample above.")
+        st.info("Upload a FLAIR image or volume, or show a built-in sample.")
         return None
-    files = [(f.name, f.getvalue()) for f in uploads]
+    files = unique_names([(f.name, f.getvalue()) for f in uploads])
     digest = hashlib.sha1(b"".join(hashlib.sha1(d).digest() for _, d in files)).hexdigest()
     cases, problems = cached("uploads", digest, lambda: cases_from_uploads(files, ReadLimits(max_bytes=limit_mb << 20)))
     for problem in problems:
@@ -105,7 +113,17 @@ def choose_case() -> Case | None:
     if len(cases) == 1:
         return cases[0]
     labels = [c.label for c in cases]
-    return cases[labels.index(st.selectbox("Image", labels, key="case"))]
+    return cases[labels.index(st.selectbox("Image", labels, key="case", persist_state="page"))]
+
+
+def unique_names(files: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """Two uploads with one name (from different folders) get "name (2)", so each stays itself."""
+    seen: dict[str, int] = {}
+    out = []
+    for name, data in files:
+        seen[name] = seen.get(name, 0) + 1
+        out.append((name if seen[name] == 1 else f"{name} ({seen[name]})", data))
+    return out
 
 
 def cached(kind: str, key: str, make):
@@ -130,7 +148,7 @@ def result_for(backend: LocalBackend | RemoteBackend, case: Case, model: str, tt
         else:
             with st.spinner(label):
                 results[key] = backend.segment(case, model, tta)
-        while len(results) > KEPT_RESULTS:
+        while len(results) > 1 and sum(r.probabilities.nbytes for r in results.values()) > KEPT_BYTES:
             results.pop(next(iter(results)))
     return results[key]
 

@@ -79,8 +79,12 @@ class RemoteBackend:
                                "with `metaseg-server`, check the address, or choose 'This computer'.") from exc
         except httpx.TimeoutException as exc:
             raise BackendError(f"The server at {self.url} did not answer within {self.timeout:.0f} s.") from exc
+        except httpx.InvalidURL as exc:
+            raise BackendError(f"{self.url!r} is not a server address; enter one like http://127.0.0.1:8000") from exc
         except httpx.HTTPError as exc:
             raise BackendError(f"Talking to {self.url} failed: {exc}") from exc
+        except UnicodeError as exc:
+            raise BackendError("The API key may only contain ASCII characters.") from exc
         if response.status_code == 401:
             raise BackendError("The server needs an API key: enter it in the sidebar (it is sent as X-API-Key).")
         if response.status_code >= 400:
@@ -89,10 +93,17 @@ class RemoteBackend:
             except ValueError:
                 detail = response.text[:300]
             raise BackendError(f"The server answered {response.status_code}: {detail}")
-        return response.json()
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise BackendError(f"{self.url} answered, but not as a MetaSeg server (no JSON); check the address.") from exc
 
     def models(self) -> list[dict[str, Any]]:
-        return self._call("GET", "/models")
+        models = self._call("GET", "/models")
+        if not isinstance(models, list) or not all(isinstance(m, dict) and "name" in m and "inference" in m
+                                                   for m in models):
+            raise BackendError(f"{self.url}/models is not a MetaSeg model list; check the address.")
+        return models
 
     def segment(self, case: Case, model: str, tta: bool, progress: Progress | None = None) -> Result:
         params = {"model": model, "tta": str(tta).lower(), "format": "json", "probabilities": "true"}

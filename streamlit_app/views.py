@@ -31,7 +31,7 @@ def pick_slice(scan: Scan, mask: np.ndarray, key: str) -> int:
         return 0
     areas = mask.reshape(scan.n_slices, -1).sum(axis=1)
     start = int(np.argmax(areas)) + 1 if areas.any() else scan.n_slices // 2 + 1
-    return st.slider("Slice", 1, scan.n_slices, start, key=key,
+    return st.slider("Slice", 1, scan.n_slices, start, key=key, persist_state="page",
                      help="1 = first slice of the volume as stored (most inferior for NIfTI)") - 1
 
 
@@ -83,7 +83,7 @@ def scores_panel(mask: np.ndarray, truth: np.ndarray | None, scan: Scan, truth_n
     cells = st.columns(6)
     hd = scores["hd95"]
     values = [("Dice", f"{scores['dice']:.3f}"), ("IoU", f"{scores['iou']:.3f}"),
-              ("HD95", "n/a" if hd != hd else f"{hd:.1f} {scores['hd95_unit']}"),
+              ("HD95", f"{hd:.1f} {scores['hd95_unit']}" if np.isfinite(hd) else "n/a (a mask is empty)"),
               ("Lesions found", f"{lesions['tp_ref']} of {lesions['n_ref']}"),
               ("False-positive lesions", str(lesions["fp_pred"])), ("Lesion-wise F1", f"{lesions['f1']:.3f}")]
     for cell, (label, value) in zip(cells, values):

@@ -239,3 +239,48 @@ def test_openapi_schema_validates_and_documents_the_contract(client: TestClient)
     assert {p["name"] for p in predict["parameters"]} >= {"model", "threshold", "tta", "format", "min_lesion_size"}
     assert {"413", "415", "422", "503"} <= set(predict["responses"])
     assert schema["components"]["schemas"]["PredictionResult"]["examples"]
+
+
+def test_unknown_slice_spacing_is_null_in_json_not_a_500(client: TestClient) -> None:
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = MRImageStorage, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = MRImageStorage, meta.MediaStorageSOPInstanceUID, "MR"
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = 64, 64, 1, "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit, ds.PixelRepresentation, ds.PixelSpacing = 15, 0, [0.5, 0.5]  # no slice thickness
+    ds.PixelData = (SLICE.image[::4, ::4].astype(np.uint16) * 10).tobytes()
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    response = client.post("/predict?format=json", files={"file": ("one.dcm", buffer.getvalue())})
+    assert response.status_code == 200, response.text
+    assert response.json()["spacing_mm"] == [None, 0.5, 0.5]
+
+
+def test_same_option_given_both_ways_in_different_spellings_is_accepted(client: TestClient) -> None:
+    response = client.post("/predict?format=json&threshold=0.5&tta=true", files={"file": ("s.png", png(SLICE.image))},
+                           data={"threshold": "0.50", "tta": "1"})
+    assert response.status_code == 200, response.text
+    assert response.json()["settings"]["threshold"] == 0.5 and response.json()["settings"]["tta"] is True
+
+
+def test_wrong_key_or_full_queue_is_refused_before_the_upload_is_read() -> None:
+    settings = ServerSettings(models=["attention-unet"], api_key="k", max_upload_mb=1)
+    assert settings.default_model == "attention-unet"  # the first loaded when ensemble is not
+    with TestClient(create_app(settings)) as c:
+        huge = b"\0" * (3 * 2**20)  # over the limit: a 413 would mean the body was looked at first
+        refused = c.post("/predict", content=huge, headers={"Content-Type": "application/octet-stream"})
+        assert refused.status_code == 401 and refused.json()["request_id"] == refused.headers["x-request-id"]
+        queue = c.app.state.queue
+        queue._admitted = queue.capacity  # as if every worker and queue place were taken
+        try:
+            busy = c.post("/predict", content=huge, headers={"X-API-Key": "k"})
+        finally:
+            queue._admitted = 0
+        assert busy.status_code == 503 and int(busy.headers["retry-after"]) >= 1

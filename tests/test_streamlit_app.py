@@ -122,3 +122,21 @@ def test_server_that_is_down_gives_a_clear_message() -> None:
     assert not at.exception
     message = at.error[0].value
     assert "Cannot reach the MetaSeg server at http://127.0.0.1:9" in message and "metaseg-server" in message
+
+
+def test_settings_and_uploads_survive_switching_away_and_back() -> None:
+    at = page()
+    at.file_uploader(key="uploads").set_value(("mine.png", png(SLICE.image), "image/png")).run()
+    at.slider(key="threshold_ensemble").set_value(0.7).run()
+    at.selectbox(key="model").set_value("unetpp").run()
+    at.selectbox(key="model").set_value("ensemble").run()
+    assert at.slider(key="threshold_ensemble").value == 0.7
+    at.radio(key="input_kind").set_value("Sample slice").run()
+    at.radio(key="input_kind").set_value("Upload files").run()
+    assert not at.exception and "mine.png" in at.markdown[0].value
+    at.radio(key="where").set_value("A MetaSeg server").run()
+    at.text_input(key="server_url").input("http://[::1").run()
+    assert "is not a server address" in at.error[0].value
+    at.radio(key="where").set_value("This computer").run()
+    at.radio(key="where").set_value("A MetaSeg server").run()
+    assert at.text_input(key="server_url").value == "http://[::1"

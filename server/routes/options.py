@@ -33,18 +33,18 @@ class PredictFields(OptionFields):
 async def _merged(request: Request, query: BaseModel, kind: type[OptionFields]) -> OptionFields:
     """Query parameters, completed by form fields of the same names (a name given both ways must agree)."""
     form = await request.form()  # the same parse FastAPI does for the upload (cached on the request)
-    values = query.model_dump(exclude_unset=True)
-    for name in kind.model_fields:
-        given = form.get(name)
-        if isinstance(given, str):
-            if name in values and str(values[name]).lower() != given.lower():
-                raise RequestValidationError([{"loc": ("form", name), "type": "value_error",
-                                               "msg": f"given as query ({values[name]}) and form field ({given}) with different values"}])
-            values.setdefault(name, given)
+    from_query = query.model_dump(exclude_unset=True)
+    from_form = {name: form[name] for name in kind.model_fields if isinstance(form.get(name), str)}
     try:
-        return kind.model_validate(values)
+        form_fields = kind.model_validate(from_form).model_dump(exclude_unset=True)
     except ValidationError as exc:
-        raise RequestValidationError(exc.errors()) from None
+        raise RequestValidationError([{**e, "loc": ("form", *e["loc"])} for e in exc.errors()]) from None
+    for name in set(from_query) & set(form_fields):
+        if from_query[name] != form_fields[name]:
+            raise RequestValidationError([{"loc": ("form", name), "type": "value_error",
+                                           "msg": f"given as query ({from_query[name]}) and form field "
+                                                  f"({form_fields[name]}) with different values"}])
+    return kind.model_validate({**form_fields, **from_query})
 
 
 def _options(fields: OptionFields) -> Options:

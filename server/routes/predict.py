@@ -47,7 +47,7 @@ async def _predict(request: Request, file: UploadFile, options_and_format: tuple
     data, name = await file.read(), _name(file, "upload")
 
     def job() -> tuple[dict, tuple[bytes, str, str] | None]:
-        seg = engine.segment(data, name, options)
+        seg = engine.segment(data, name, options, one_slice=fmt == "png")
         if fmt == "json":
             return seg.summary(with_probabilities=with_probabilities), None
         return seg.summary(with_mask=False), seg.mask_file(fmt)  # type: ignore[arg-type]

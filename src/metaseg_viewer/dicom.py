@@ -91,6 +91,17 @@ def read_dicom_folder(folder: Path, *, label: str, color: ColorMode, limits: Rea
     return _interpret(datasets, label, color, limits)
 
 
+def series_uid(data: bytes) -> str | None:
+    """The SeriesInstanceUID of a DICOM file's bytes (header only), None when it has none or
+    does not parse (such a file is then read, and reported, on its own)."""
+    try:
+        ds = pydicom.dcmread(BytesIO(data), stop_before_pixels=True, force=True)
+        uid = ds.get("SeriesInstanceUID")
+    except _DECODE_ERRORS:
+        return None
+    return str(uid) if uid else None
+
+
 def read_dicom_uploads(files: Sequence[tuple[str, bytes]], *, label: str, color: ColorMode,
                        limits: ReadLimits) -> Scan:
     """Read one series from the bytes of its files (a browser upload of a series' files)."""

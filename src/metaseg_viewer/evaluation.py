@@ -34,17 +34,17 @@ def score_against(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, float
     """Dice, IoU, HD95 and lesion-wise scores of ``pred`` against ``ref`` (both ``(Z, H, W)``).
 
     A one-slice pair is scored in 2-D, more slices in 3-D (a lesion spanning slices is one
-    lesion). HD95 is in millimetres when ``spacing`` is known, else in pixels (``hd95_unit``);
-    it is NaN when either mask is empty.
+    lesion). HD95 is in millimetres when ``spacing`` is known (every value finite and > 0),
+    else in pixels (``hd95_unit``); it is NaN when either mask is empty, inf when only one is.
     """
     pred, ref = np.asarray(pred, bool), np.asarray(ref, bool)
     if pred.shape != ref.shape:
         raise InputError(f"prediction {_size(pred.shape)} and true mask {_size(ref.shape)} differ in size")
     if pred.ndim == 3 and pred.shape[0] == 1:
         pred, ref = pred[0], ref[0]
-        spacing_used = None if spacing is None else tuple(spacing[1:])
-    else:
-        spacing_used = spacing
+        spacing = None if spacing is None else tuple(spacing[1:])
+    known = spacing is not None and all(np.isfinite(s) and s > 0 for s in spacing)
+    spacing_used = tuple(float(s) for s in spacing) if known else None
     return {
         "dice": dice(pred, ref),
         "iou": iou(pred, ref),

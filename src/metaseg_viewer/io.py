@@ -140,22 +140,30 @@ def read_scans(
     color: ColorMode = "auto",
     limits: ReadLimits = ReadLimits(),
 ) -> list[tuple[str, Scan | InputError]]:
-    """Several uploaded files as scans, each with a label: the files of a DICOM series together
-    form one volume (sorted along the slice normal, as a series folder would be); any other file
-    is one scan. A file that cannot be read gives its InputError in place of a scan, so the
-    others are still usable.
+    """Several uploaded files as scans, each with a label: DICOM files of one series (same
+    SeriesInstanceUID) together form one volume, sorted along the slice normal as a series
+    folder would be; any other file — a lone DICOM image too — is one scan. A file that cannot
+    be read gives its InputError in place of a scan, so the others are still usable.
 
     ``files`` are ``(name, bytes)``; results come in upload order (a series at the place of its
     first file).
     """
     if not files:
         raise InputError(f"no files given. Accepted: {ACCEPTED_FORMATS}.")
-    is_dicom = [_detect(data[:_HEAD_BYTES]) in ("dicom", "dicom-raw") for _, data in files]
+    from metaseg_viewer.dicom import series_uid
+
+    groups: dict[str, list[int]] = {}
+    for index, (_, data) in enumerate(files):
+        if _detect(data[:_HEAD_BYTES]) in ("dicom", "dicom-raw"):
+            uid = series_uid(data)
+            if uid is not None:
+                groups.setdefault(uid, []).append(index)
+    series_of = {i: members for members in groups.values() if len(members) > 1 for i in members}
     results: list[tuple[str, Scan | InputError]] = []
-    for index, ((name, data), dicom) in enumerate(zip(files, is_dicom)):
-        if dicom and sum(is_dicom) > 1:
-            if index == is_dicom.index(True):
-                results.append(_read_series([f for f, d in zip(files, is_dicom) if d], color, limits))
+    for index, (name, data) in enumerate(files):
+        if index in series_of:
+            if index == series_of[index][0]:
+                results.append(_read_series([files[i] for i in series_of[index]], color, limits))
             continue
         try:
             results.append((name, read_scan(data, name=name, color=color, limits=limits)))

@@ -1,0 +1,68 @@
+"""Between napari layers and the core's Scan: the one place that knows both conventions.
+
+napari layers hold ``(H, W)`` for one image and ``(Z, H, W)`` for a stack, with ``scale`` in
+millimetres per axis; the core works on ``(Z, H, W)`` scans. A layer opened by this plugin's
+reader keeps its Scan in ``metadata["metaseg_scan"]`` (for the affine when saving NIfTI).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from metaseg_viewer.errors import InputError
+from metaseg_viewer.io import to_single_channel
+from metaseg_viewer.preprocessing import DISPLAY_PERCENTILES
+from metaseg_viewer.scan import Scan
+
+SCAN_KEY = "metaseg_scan"
+
+
+def scan_layer_data(scan: Scan, name: str) -> tuple[np.ndarray, dict, str]:
+    """A napari image-layer tuple for a scan: 2-D when it has one slice, scale from its spacing."""
+    data = scan.pixels[0] if scan.n_slices == 1 and not scan.is_volume else scan.pixels
+    low, high = np.percentile(scan.pixels, DISPLAY_PERCENTILES)
+    meta = {"name": name, "metadata": {SCAN_KEY: scan}, "colormap": "gray",
+            "contrast_limits": (float(low), float(high) if high > low else float(low) + 1.0)}
+    meta["scale"] = _scale(scan, data.ndim)
+    return data, meta, "image"
+
+
+def mask_layer_data(mask: np.ndarray, scan: Scan, name: str) -> tuple[np.ndarray, dict, str]:
+    data = np.asarray(mask, np.uint8)
+    data = data[0] if data.ndim == 3 and data.shape[0] == 1 and not scan.is_volume else data
+    return data, {"name": name, "metadata": {SCAN_KEY: scan}, "scale": _scale(scan, data.ndim), "opacity": 0.5}, "labels"
+
+
+def _scale(scan: Scan, ndim: int) -> tuple[float, ...]:
+    if scan.spacing is None:
+        return (1.0,) * ndim
+    spacing = tuple(float(s) if np.isfinite(s) and s > 0 else 1.0 for s in scan.spacing)
+    return spacing[-ndim:]
+
+
+def scan_of_layer(layer) -> Scan:
+    """The Scan behind an image layer: the reader's own, or one built from the layer's pixels."""
+    scan = layer.metadata.get(SCAN_KEY)
+    if isinstance(scan, Scan) and scan.pixels.shape[-2:] == np.shape(layer.data)[-2:]:
+        return scan
+    data = np.asarray(layer.data)
+    if getattr(layer, "rgb", False):
+        data = to_single_channel(data, "gray") if data.ndim == 3 else np.stack([to_single_channel(s, "gray") for s in data])
+    if data.ndim == 2:
+        return Scan(pixels=data[None], source=layer.name)
+    if data.ndim == 3:
+        dz, dy, dx = (float(s) for s in layer.scale[-3:])
+        return Scan(pixels=data, spacing=(dz, dy, dx), is_volume=True, source=layer.name)
+    raise InputError(f"layer {layer.name!r} has {data.ndim} dimensions {data.shape}; accepted: a 2-D image or a "
+                     "3-D stack of slices (Z, H, W)")
+
+
+def as_stack(array: np.ndarray) -> np.ndarray:
+    """``(H, W)`` → ``(1, H, W)``; a stack unchanged."""
+    array = np.asarray(array)
+    return array[None] if array.ndim == 2 else array
+
+
+def like_layer(stack: np.ndarray, layer_ndim: int) -> np.ndarray:
+    """Back from ``(Z, H, W)`` to the layer's own dimensionality."""
+    return stack[0] if layer_ndim == 2 else stack

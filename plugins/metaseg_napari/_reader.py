@@ -1,0 +1,68 @@
+"""Reader: images, DICOM files and series folders, NIfTI — plus a true mask found beside an image.
+
+A mask beside ``X.tif`` is ``X_mask.tif`` (the LGG kaggle_3m layout) or ``../masks/X.*`` when
+``X`` sits in an ``images/`` folder (the images/masks layout); it opens as a labels layer.
+A file that is itself such a mask opens as a labels layer only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from metaseg_viewer.errors import InputError
+from metaseg_viewer.io import read_scan
+from metaseg_viewer.segment import output_stem
+from metaseg_napari._layers import mask_layer_data, scan_layer_data
+
+LayerData = tuple
+SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".nii", ".nii.gz")
+
+
+def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerData]] | None:
+    """npe2 reader contribution: claim the paths this plugin can open, else None."""
+    paths = [Path(p) for p in (path if isinstance(path, list) else [path])]
+    if all(p.is_dir() or p.name.lower().endswith(SUFFIXES) for p in paths):
+        return read_layers
+    return None
+
+
+def read_layers(path: str | list[str]) -> list[LayerData]:
+    """Layers for each path; an unreadable file raises InputError, which napari shows as a notification."""
+    layers: list[LayerData] = []
+    for p in (path if isinstance(path, list) else [path]):
+        layers.extend(_read_one(Path(p)))
+    return layers
+
+
+def _is_mask(path: Path) -> bool:
+    return output_stem(path).lower().endswith("_mask") or path.parent.name.lower() == "masks"
+
+
+def _read_one(path: Path) -> list[LayerData]:
+    name = output_stem(path)
+    if _is_mask(path):
+        scan = read_scan(path, color="gray")
+        return [mask_layer_data(scan.pixels != 0, scan, name)]
+    scan = read_scan(path)
+    layers = [scan_layer_data(scan, name)]
+    truth = true_mask_beside(path)
+    if truth is not None:
+        mask = read_scan(truth, color="gray")
+        if mask.shape != scan.shape:
+            raise InputError(f"{truth}: the true mask is {mask.shape[1:]} but the image {path.name} is "
+                             f"{scan.shape[1:]}; a mask must have the image's size")
+        layers.append(mask_layer_data(mask.pixels != 0, scan, f"{name} true mask"))
+    return layers
+
+
+def true_mask_beside(path: Path) -> Path | None:
+    """The mask file that belongs to image ``path`` in either LGG layout, if there is one."""
+    if path.is_dir():
+        return None
+    stem, suffix = output_stem(path), path.name[len(output_stem(path)):]
+    candidates = [path.with_name(f"{stem}_mask{suffix}")]
+    if path.parent.name.lower() == "images":
+        masks = path.parent.parent / "masks"
+        candidates += [masks / path.name] + [masks / f"{stem}{s}" for s in SUFFIXES]
+    return next((c for c in candidates if c.is_file()), None)

@@ -1,0 +1,442 @@
+"""The docked segmentation widget: segment, re-threshold, edit, inspect lesions, score, compare, save.
+
+Long work (model loading, inference) runs in a napari worker thread; the worker never touches Qt
+and reports progress through a queued Qt signal. Results are labels layers the user edits with
+napari's own brush, eraser and fill; the widget never overwrites an edit unless asked.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+from napari.layers import Image, Labels
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QObject, Qt, QTimer, Signal
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSlider,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from metaseg_viewer.evaluation import compare_models, score_against
+from metaseg_viewer.segment import lesion_rows
+from metaseg_napari._layers import SCAN_KEY, as_stack, like_layer, scan_of_layer
+from metaseg_napari._results import Segmentation, run_model
+from metaseg_napari._writer import write_labels
+
+MODELS = {"ensemble": "Ensemble", "unetpp": "U-Net++", "attention-unet": "Attention U-Net"}
+RESULT_KEY = "metaseg_result"
+DISAGREEMENT = {0: "transparent", 1: "orange", 2: "deepskyblue"}
+
+
+class _Progress(QObject):
+    """Carries progress from the worker thread to the GUI thread (queued connection)."""
+
+    changed = Signal(int, int)
+
+
+class SegmentationWidget(QWidget):
+    def __init__(self, napari_viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self._worker = None
+        self._cancel = threading.Event()
+        self._updating = False
+        self._progress = _Progress()
+        self._progress.changed.connect(self._on_progress)
+        self._refresh_timer = QTimer(self, singleShot=True, interval=300)
+        self._refresh_timer.timeout.connect(self._after_edit)
+        self._build()
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            event.connect(self._refresh_layer_choices)
+        self._refresh_layer_choices()
+
+    # --- layout --------------------------------------------------------------------------------
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        run = QGroupBox("Segment")
+        form = QFormLayout(run)
+        self.image_combo, self.model_combo = QComboBox(), QComboBox()
+        for name, label in MODELS.items():
+            self.model_combo.addItem(label, name)
+        self.tta = QCheckBox("Test-time augmentation (flip)")
+        self.tta.setTristate(False)
+        self.tta_default = QCheckBox("use the model card's TTA setting")
+        self.tta_default.setChecked(True)
+        self.tta_default.toggled.connect(lambda on: self.tta.setEnabled(not on))
+        self.tta.setEnabled(False)
+        form.addRow("Image layer", self.image_combo)
+        form.addRow("Model", self.model_combo)
+        form.addRow(self.tta_default)
+        form.addRow(self.tta)
+        buttons = QHBoxLayout()
+        self.slice_button, self.stack_button = QPushButton("Segment slice"), QPushButton("Segment stack")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.slice_button.clicked.connect(lambda: self.segment(whole_stack=False))
+        self.stack_button.clicked.connect(lambda: self.segment(whole_stack=True))
+        self.cancel_button.clicked.connect(self.cancel)
+        for b in (self.slice_button, self.stack_button, self.cancel_button):
+            buttons.addWidget(b)
+        form.addRow(buttons)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.progress.setValue(0)
+        form.addRow(self.progress)
+        layout.addWidget(run)
+
+        result = QGroupBox("Result")
+        form = QFormLayout(result)
+        self.result_combo = QComboBox()
+        self.result_combo.currentIndexChanged.connect(self._on_result_changed)
+        form.addRow("Segmentation", self.result_combo)
+        self.threshold = QSlider(Qt.Horizontal)
+        self.threshold.setRange(1, 99)
+        self.threshold.setValue(50)
+        self.threshold_label = QLabel("0.50")
+        self.threshold.valueChanged.connect(self._on_threshold)
+        row = QHBoxLayout()
+        row.addWidget(self.threshold)
+        row.addWidget(self.threshold_label)
+        form.addRow("Threshold", row)
+        self.keep_edits = QCheckBox("keep my manual edits when the threshold moves")
+        self.keep_edits.setChecked(True)
+        form.addRow(self.keep_edits)
+        self.table = QTableWidget(0, 5)
+        self.table.setHorizontalHeaderLabels(["#", "slice", "size", "centre row, col", "mean p"])
+        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
+        self.table.setSelectionBehavior(QTableWidget.SelectRows)
+        self.table.cellClicked.connect(self.jump_to_lesion)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.table.verticalHeader().setVisible(False)
+        form.addRow(self.table)
+        layout.addWidget(result)
+
+        score = QGroupBox("Score and compare")
+        form = QFormLayout(score)
+        self.truth_combo = QComboBox()
+        self.score_button = QPushButton("Score against")
+        self.score_button.clicked.connect(self.score)
+        row = QHBoxLayout()
+        row.addWidget(self.score_button)
+        row.addWidget(self.truth_combo)
+        form.addRow(row)
+        self.score_label = QLabel("")
+        self.score_label.setWordWrap(True)
+        form.addRow(self.score_label)
+        self.compare_button = QPushButton("Compare U-Net++ and Attention U-Net")
+        self.compare_button.clicked.connect(self.compare)
+        form.addRow(self.compare_button)
+        self.compare_label = QLabel("")
+        self.compare_label.setWordWrap(True)
+        form.addRow(self.compare_label)
+        layout.addWidget(score)
+
+        save = QGroupBox("Keep the mask")
+        form = QFormLayout(save)
+        self.export_button = QPushButton("Export mask…")
+        self.export_button.clicked.connect(lambda: self.export())
+        form.addRow(self.export_button)
+        self.autosave = QCheckBox("autosave after every change to")
+        self.autosave_dir = QLineEdit()
+        self.autosave_dir.setPlaceholderText("folder")
+        row = QHBoxLayout()
+        row.addWidget(self.autosave)
+        row.addWidget(self.autosave_dir)
+        form.addRow(row)
+        layout.addWidget(save)
+        layout.addWidget(QLabel("Trained on FLAIR MRI of lower-grade glioma (LGG, TCGA). Research use only."))
+        layout.addStretch()
+
+    # --- layer choices -------------------------------------------------------------------------
+    def _refresh_layer_choices(self, *_: object) -> None:
+        def fill(combo: QComboBox, layers: list) -> None:
+            current = combo.currentText()
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems([layer.name for layer in layers])
+            if current in [layer.name for layer in layers]:
+                combo.setCurrentText(current)
+            combo.blockSignals(False)
+
+        fill(self.image_combo, [l for l in self.viewer.layers if isinstance(l, Image)])
+        results = [l for l in self.viewer.layers if isinstance(l, Labels) and RESULT_KEY in l.metadata]
+        fill(self.result_combo, results)
+        fill(self.truth_combo, [l for l in self.viewer.layers if isinstance(l, Labels)])
+        self._on_result_changed()
+
+    def current_result(self) -> Labels | None:
+        name = self.result_combo.currentText()
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    def _on_result_changed(self, *_: object) -> None:
+        layer = self.current_result()
+        if layer is None:
+            self.table.setRowCount(0)
+            return
+        seg: Segmentation = layer.metadata[RESULT_KEY]
+        self.threshold.blockSignals(True)
+        self.threshold.setValue(int(round(seg.threshold * 100)))
+        self.threshold.blockSignals(False)
+        self.threshold_label.setText(f"{seg.threshold:.2f}")
+        self.refresh_table()
+
+    # --- segmentation --------------------------------------------------------------------------
+    def segment(self, whole_stack: bool = True) -> None:
+        """Run the chosen model on the chosen image layer (current slice or whole stack) in a worker."""
+        name = self.image_combo.currentText()
+        if name not in self.viewer.layers or not isinstance(self.viewer.layers[name], Image):
+            show_error("Choose an image layer to segment (open a FLAIR image, or File > Open Sample > MetaSeg).")
+            return
+        image = self.viewer.layers[name]
+        try:
+            scan = scan_of_layer(image)
+        except ValueError as exc:
+            show_error(str(exc))
+            return
+        z = int(self.viewer.dims.current_step[0]) if scan.n_slices > 1 and not whole_stack else None
+        pixels = scan.pixels if z is None else scan.pixels[z : z + 1]
+        model = self.model_combo.currentData()
+        tta = None if self.tta_default.isChecked() else self.tta.isChecked()
+        self._start(lambda: run_model(model, pixels, tta, self._progress.changed.emit, self._cancel),
+                    lambda out: self._add_result(image, scan, model, z, *out))
+
+    def _start(self, job, on_done) -> None:
+        if self._worker is not None:
+            show_info("A segmentation is already running; cancel it or wait.")
+            return
+        self._cancel.clear()
+        self.progress.setValue(0)
+        self._set_busy(True)
+        worker = create_worker(job)
+        worker.returned.connect(on_done)
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        worker.start()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def is_busy(self) -> bool:
+        return self._worker is not None
+
+    def _set_busy(self, busy: bool) -> None:
+        for button in (self.slice_button, self.stack_button, self.compare_button):
+            button.setEnabled(not busy)
+        self.cancel_button.setEnabled(busy)
+
+    def _on_progress(self, done: int, total: int) -> None:
+        self.progress.setValue(int(100 * done / max(total, 1)))
+
+    def _on_error(self, exc: Exception) -> None:
+        if type(exc).__name__ == "Cancelled":
+            show_info("Segmentation cancelled.")
+        else:
+            show_error(f"Segmentation failed: {exc}")
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        self._set_busy(False)
+
+    def _add_result(self, image: Image, scan, model: str, z: int | None, probabilities, version, defaults) -> None:
+        layer_name = f"{image.name} lesions ({MODELS[model]})"
+        existing = self.viewer.layers[layer_name] if layer_name in self.viewer.layers else None
+        if existing is not None and z is not None and RESULT_KEY in existing.metadata:
+            seg: Segmentation = existing.metadata[RESULT_KEY]
+            labels = seg.update_slice(z, probabilities[0], as_stack(existing.data))
+            self._set_labels(existing, labels)
+            self.viewer.layers[f"{image.name} probability ({MODELS[model]})"].data = like_layer(seg.probabilities, image.ndim)
+            self.refresh_table()
+            return
+        if z is not None:  # one slice of a stack: the rest stays empty until segmented
+            full = np.zeros(scan.shape, np.float32)
+            full[z] = probabilities[0]
+            probabilities = full
+        seg = Segmentation.create(model, version, scan, probabilities, defaults)
+        scale, translate = image.scale, image.translate
+        self.viewer.add_image(like_layer(probabilities, image.ndim), name=f"{image.name} probability ({MODELS[model]})",
+                              colormap="inferno", blending="additive", opacity=0.5, contrast_limits=(0, 1),
+                              scale=scale, translate=translate, visible=False)
+        if existing is not None:
+            self.viewer.layers.remove(existing)
+        labels = self.viewer.add_labels(like_layer(seg.labels(), image.ndim), name=layer_name, scale=scale,
+                                        translate=translate, opacity=0.5,
+                                        metadata={RESULT_KEY: seg, SCAN_KEY: scan})
+        labels.events.paint.connect(lambda *_: self._refresh_timer.start())
+        labels.events.data.connect(lambda *_: None if self._updating else self._refresh_timer.start())
+        self.result_combo.setCurrentText(layer_name)
+        self._on_result_changed()
+        self._autosave()
+
+    def _set_labels(self, layer: Labels, stack: np.ndarray) -> None:
+        self._updating = True
+        try:
+            layer.data = like_layer(stack, layer.ndim)
+        finally:
+            self._updating = False
+
+    # --- threshold, lesions, edits -------------------------------------------------------------
+    def _on_threshold(self, value: int) -> None:
+        self.threshold_label.setText(f"{value / 100:.2f}")
+        layer = self.current_result()
+        if layer is None:
+            return
+        seg: Segmentation = layer.metadata[RESULT_KEY]
+        labels = seg.rethreshold(value / 100, as_stack(layer.data), keep_edits=self.keep_edits.isChecked())
+        self._set_labels(layer, labels)
+        self.refresh_table()
+        self._autosave()
+
+    def _after_edit(self) -> None:
+        self.refresh_table()
+        self._autosave()
+
+    def lesion_rows(self) -> list[dict]:
+        layer = self.current_result()
+        if layer is None:
+            return []
+        seg: Segmentation = layer.metadata[RESULT_KEY]
+        return lesion_rows(seg.scan, as_stack(layer.data) != 0, seg.probabilities)
+
+    def refresh_table(self) -> None:
+        rows = self.lesion_rows()
+        self.table.setRowCount(len(rows))
+        volume = bool(rows) and "centroid_z" in rows[0]
+        for i, row in enumerate(rows):
+            z = row.get("centroid_z", row.get("slice_index", 0))
+            size = row.get("volume_mm3") or row.get("area_mm2")
+            size_text = f"{row['size_px']} px" + (f" / {size:.0f} mm{'³' if volume else '²'}" if size else "")
+            mean = row.get("mean_probability")
+            cells = [str(i + 1), f"{float(z) + 1:.0f}", size_text, f"{row['centroid_row']:.0f}, {row['centroid_col']:.0f}",
+                     "" if mean is None else f"{mean:.2f}"]
+            for j, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setData(Qt.UserRole, (float(z), float(row["centroid_row"]), float(row["centroid_col"])))
+                self.table.setItem(i, j, item)
+
+    def jump_to_lesion(self, row: int, _column: int = 0) -> None:
+        """Show the lesion of table row ``row``: its slice, centred in the view."""
+        layer = self.current_result()
+        item = self.table.item(row, 0)
+        if layer is None or item is None:
+            return
+        z, r, c = item.data(Qt.UserRole)
+        if layer.ndim == 3:
+            step = list(self.viewer.dims.current_step)
+            step[0] = int(round(z))
+            self.viewer.dims.current_step = tuple(step)
+            world = np.asarray(layer.data_to_world((z, r, c)))
+        else:
+            world = np.asarray(layer.data_to_world((r, c)))
+        self.viewer.camera.center = tuple(world[-2:])
+
+    # --- scoring and comparing -----------------------------------------------------------------
+    def score(self) -> dict | None:
+        layer, truth_name = self.current_result(), self.truth_combo.currentText()
+        if layer is None or truth_name not in self.viewer.layers:
+            show_error("Segment an image first, then choose the labels layer holding the true mask.")
+            return None
+        truth = as_stack(self.viewer.layers[truth_name].data) != 0
+        pred = as_stack(layer.data) != 0
+        if truth.shape != pred.shape:
+            show_error(f"{truth_name} is {truth.shape[1:]} x {truth.shape[0]} slices but the segmentation is "
+                       f"{pred.shape[1:]} x {pred.shape[0]}; choose a mask of the same image")
+            return None
+        seg: Segmentation = layer.metadata[RESULT_KEY]
+        scores = score_against(pred, truth, seg.scan.spacing)
+        les = scores["lesions"]
+        hd = scores["hd95"]
+        hd_text = "n/a" if hd != hd else f"{hd:.1f} {scores['hd95_unit']}"
+        self.score_label.setText(
+            f"Dice {scores['dice']:.3f} · IoU {scores['iou']:.3f} · HD95 {hd_text}\n"
+            f"lesions found {les['tp_ref']} of {les['n_ref']} · false positives {les['fp_pred']} · "
+            f"lesion-wise F1 {les['f1']:.3f}")
+        return scores
+
+    def compare(self) -> None:
+        """Both networks on the chosen image: a labels layer each and one of where they disagree."""
+        name = self.image_combo.currentText()
+        if name not in self.viewer.layers:
+            show_error("Choose an image layer to compare the models on.")
+            return
+        image = self.viewer.layers[name]
+        try:
+            scan = scan_of_layer(image)
+        except ValueError as exc:
+            show_error(str(exc))
+            return
+
+        def job():
+            return [run_model(m, scan.pixels, None, self._progress.changed.emit, self._cancel)
+                    for m in ("unetpp", "attention-unet")]
+
+        self._start(job, lambda outs: self._add_comparison(image, scan, outs))
+
+    def _add_comparison(self, image: Image, scan, outs) -> None:
+        masks = []
+        for model, (probabilities, version, defaults) in zip(("unetpp", "attention-unet"), outs):
+            self._add_result(image, scan, model, None, probabilities, version, defaults)
+            masks.append(Segmentation.create(model, version, scan, probabilities, defaults).derived)
+        disagreement = np.where(masks[0] & ~masks[1], 1, np.where(~masks[0] & masks[1], 2, 0)).astype(np.uint8)
+        layer_name = f"{image.name} disagreement"
+        if layer_name in self.viewer.layers:
+            self.viewer.layers.remove(layer_name)
+        from napari.utils.colormaps import DirectLabelColormap
+
+        self.viewer.add_labels(like_layer(disagreement, image.ndim), name=layer_name, scale=image.scale,
+                               translate=image.translate, opacity=0.7,
+                               colormap=DirectLabelColormap(color_dict={**DISAGREEMENT, None: "transparent"}))
+        stats = compare_models(masks[0], masks[1])
+        self.compare_label.setText(
+            f"Dice between the models {stats['dice_between']:.3f}; U-Net++ only (orange) {stats['first_only']} px, "
+            f"Attention U-Net only (blue) {stats['second_only']} px, both {stats['both']} px")
+
+    # --- keeping the mask ----------------------------------------------------------------------
+    def export(self, path: str | None = None) -> str | None:
+        layer = self.current_result()
+        if layer is None:
+            show_error("Nothing to export yet: segment an image first.")
+            return None
+        if path is None:
+            suggested = f"{layer.name}.png" if layer.ndim == 2 else f"{layer.name}.nii.gz"
+            path, _ = QFileDialog.getSaveFileName(self, "Export mask", suggested, "Masks (*.png *.nii *.nii.gz)")
+            if not path:
+                return None
+        try:
+            write_labels(path, layer.data, {"metadata": layer.metadata, "scale": tuple(layer.scale)})
+        except (ValueError, OSError) as exc:
+            show_error(f"Could not save {path}: {exc}")
+            return None
+        show_info(f"Saved {path}")
+        return path
+
+    def _autosave(self) -> None:
+        folder = self.autosave_dir.text().strip()
+        layer = self.current_result()
+        if not (self.autosave.isChecked() and folder and layer is not None):
+            return
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        suffix = ".png" if layer.ndim == 2 else ".nii.gz"
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in layer.name)
+        try:
+            write_labels(str(Path(folder) / f"{safe}{suffix}"), layer.data,
+                         {"metadata": layer.metadata, "scale": tuple(layer.scale)})
+        except (ValueError, OSError) as exc:
+            show_error(f"Autosave to {folder} failed: {exc}")

@@ -1,0 +1,269 @@
+"""The napari plugin in a real viewer (napari's ``make_napari_viewer``), under an X server (xvfb-run).
+
+Manifest and discovery, each reader/writer/sample contribution on real files, and the widget:
+segmentation in a worker, live re-thresholding without inference, edits kept, lesion table and
+scores equal to the core's, model comparison, export, and a screenshot with real pixels.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+napari = pytest.importorskip("napari", reason="the napari extra is not installed (pip install -e '.[napari]')")
+if not os.environ.get("DISPLAY"):
+    pytest.skip("napari needs an X server: run the tests under xvfb-run -a", allow_module_level=True)
+
+from metaseg_viewer.evaluation import score_against  # noqa: E402
+from metaseg_viewer.inference import Predictor  # noqa: E402
+from metaseg_viewer.io import read_scan, write_mask_png, write_nifti  # noqa: E402
+from metaseg_viewer.samples import make_slice, make_volume  # noqa: E402
+from metaseg_viewer.scan import Scan  # noqa: E402
+from metaseg_viewer.segment import lesion_rows  # noqa: E402
+from metaseg_napari import _results  # noqa: E402
+from metaseg_napari._reader import get_reader  # noqa: E402
+from metaseg_napari._widget import RESULT_KEY, SegmentationWidget  # noqa: E402
+
+PLUGIN = "metaseg-viewer"
+
+
+def test_manifest_validates_with_imports() -> None:
+    npe2 = Path(sys.executable).with_name("npe2")
+    done = subprocess.run([str(npe2), "validate", PLUGIN, "--imports"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "valid" in done.stdout, done.stdout + done.stderr
+
+
+def test_plugin_is_discovered_with_all_contributions() -> None:
+    from npe2 import PluginManager
+
+    manager = PluginManager.instance()
+    manager.discover()
+    manifest = manager.get_manifest(PLUGIN)
+    assert manifest.name == PLUGIN
+    contributions = manifest.contributions
+    assert [r.command for r in contributions.readers] == [f"{PLUGIN}.get_reader"]
+    assert [w.layer_types for w in contributions.writers] == [["labels"]]
+    assert {s.key for s in contributions.sample_data} == {"flair_slice", "flair_volume"}
+    assert [w.display_name for w in contributions.widgets] == ["Lesion segmentation"]
+
+
+def test_reader_opens_an_lgg_tiff_as_flair_with_its_mask(make_napari_viewer, shared_data: Path) -> None:
+    patient = shared_data / "lgg_kaggle3m_sample" / "kaggle_3m" / "TCGA_DU_7014_19860618"
+    mask = max(patient.glob("*_mask.tif"), key=lambda p: (read_scan(p, color="gray").pixels > 0).sum())
+    image = mask.with_name(mask.name.replace("_mask", ""))
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(image), plugin=PLUGIN)
+    assert [type(l).__name__ for l in layers] == ["Image", "Labels"]
+    assert np.array_equal(layers[0].data, read_scan(image).pixels[0])  # the FLAIR channel, 2-D
+    assert np.array_equal(layers[1].data != 0, read_scan(mask, color="gray").pixels[0] > 0)
+    assert layers[1].name.endswith("true mask")
+
+
+def test_reader_images_masks_layout_png(make_napari_viewer, tmp_path: Path) -> None:
+    sample = make_slice(128, seed=1)
+    (tmp_path / "P1" / "images").mkdir(parents=True)
+    (tmp_path / "P1" / "masks").mkdir()
+    from PIL import Image as PILImage
+
+    PILImage.fromarray(sample.image).save(tmp_path / "P1" / "images" / "P1_3.png")
+    write_mask_png(sample.mask, tmp_path / "P1" / "masks" / "P1_3.png")
+    assert get_reader(str(tmp_path / "notes.txt")) is None
+    viewer = make_napari_viewer()
+    image, truth = viewer.open(str(tmp_path / "P1" / "images" / "P1_3.png"), plugin=PLUGIN)
+    assert image.data.shape == (128, 128) and np.array_equal(truth.data != 0, sample.mask)
+    [mask_only] = viewer.open(str(tmp_path / "P1" / "masks" / "P1_3.png"), plugin=PLUGIN)
+    assert type(mask_only).__name__ == "Labels"
+
+
+def test_reader_nifti_and_dicom_series_get_the_pixel_spacing(make_napari_viewer, tmp_path: Path) -> None:
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    volume = make_volume(6, 64, seed=2)
+    write_nifti(volume.image, Scan(pixels=volume.image, spacing=(3.0, 0.8, 0.7), is_volume=True), tmp_path / "v.nii.gz")
+    series = tmp_path / "series"
+    series.mkdir()
+    for k in range(4):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = MRImageStorage, generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = MRImageStorage, meta.MediaStorageSOPInstanceUID, "MR"
+        ds.SeriesInstanceUID, ds.StudyInstanceUID, ds.InstanceNumber = "1.2.3.4", "1.2.3", k + 1
+        ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = 16, 20, 1, "MONOCHROME2"
+        ds.BitsAllocated = ds.BitsStored = 16
+        ds.HighBit, ds.PixelRepresentation = 15, 0
+        ds.PixelSpacing, ds.ImageOrientationPatient = [0.9, 0.6], [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [0, 0, 2.5 * k]
+        ds.PixelData = np.full((16, 20), k * 100, np.uint16).tobytes()
+        ds.save_as(series / f"IM{k}", enforce_file_format=True)
+    viewer = make_napari_viewer()
+    [nifti] = viewer.open(str(tmp_path / "v.nii.gz"), plugin=PLUGIN)
+    assert nifti.data.shape == (6, 64, 64) and tuple(nifti.scale) == pytest.approx((3.0, 0.8, 0.7))
+    [dicom] = viewer.open(str(series), plugin=PLUGIN)
+    assert dicom.data.shape == (4, 16, 20) and tuple(dicom.scale) == pytest.approx((2.5, 0.9, 0.6))
+    assert [int(dicom.data[k, 0, 0]) for k in range(4)] == [0, 100, 200, 300]
+
+
+def test_unreadable_file_is_a_notification_not_a_crash(make_napari_viewer, tmp_path: Path) -> None:
+    from napari.utils.notifications import notification_manager
+
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    viewer = make_napari_viewer()
+    with pytest.raises(Exception, match="broken.png") as info:  # napari wraps it for its error dialog
+        viewer.open(str(broken), plugin=PLUGIN)
+    assert "Accepted" in str(info.value) or "Accepted" in str(info.value.__cause__)
+    assert len(viewer.layers) == 0
+    assert notification_manager is not None
+
+
+def test_writer_saves_png_and_nifti_that_read_back(make_napari_viewer, tmp_path: Path) -> None:
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "flair_volume")
+    truth = viewer.layers["synthetic FLAIR volume true mask"]
+    [nii] = truth.save(str(tmp_path / "mask.nii.gz"), plugin=PLUGIN)
+    back = read_scan(nii, name="mask.nii.gz")
+    assert np.array_equal(back.pixels != 0, truth.data != 0)
+    assert back.spacing == pytest.approx(tuple(truth.scale))
+    viewer.open_sample(PLUGIN, "flair_slice")
+    slice_truth = viewer.layers["synthetic FLAIR slice true mask"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # napari warns when it falls back to another writer
+        [png] = slice_truth.save(str(tmp_path / "mask.png"), plugin=PLUGIN)
+    assert read_scan(png).pixels.max() == 255  # the LGG mask convention (0/255) of our writer
+    assert np.array_equal(read_scan(png).pixels[0] != 0, slice_truth.data != 0)
+    from metaseg_napari._writer import write_labels
+
+    with pytest.raises(ValueError, match="PNG holds one slice"):
+        write_labels(str(tmp_path / "volume.png"), truth.data, {})
+
+
+def test_sample_data_layers(make_napari_viewer) -> None:
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "flair_slice")
+    viewer.open_sample(PLUGIN, "flair_volume")
+    assert [l.name for l in viewer.layers] == ["synthetic FLAIR slice", "synthetic FLAIR slice true mask",
+                                               "synthetic FLAIR volume", "synthetic FLAIR volume true mask"]
+    assert viewer.layers["synthetic FLAIR volume"].data.shape == (24, 256, 256)
+    assert viewer.layers["synthetic FLAIR slice true mask"].data.sum() > 100
+
+
+@pytest.fixture()
+def segmented(make_napari_viewer, qtbot):
+    """A viewer with the sample slice, the widget docked, and an Attention U-Net segmentation."""
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "flair_slice")
+    widget = SegmentationWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Lesion segmentation")
+    widget.image_combo.setCurrentText("synthetic FLAIR slice")
+    widget.model_combo.setCurrentIndex(widget.model_combo.findData("attention-unet"))
+    widget.segment(whole_stack=True)
+    assert widget.is_busy()  # the work runs in a worker; the GUI thread is free
+    qtbot.waitUntil(lambda: not widget.is_busy(), timeout=180_000)
+    return viewer, widget
+
+
+def test_widget_segments_in_a_worker_and_finds_the_lesion(segmented) -> None:
+    viewer, widget = segmented
+    labels = viewer.layers["synthetic FLAIR slice lesions (Attention U-Net)"]
+    truth = viewer.layers["synthetic FLAIR slice true mask"].data != 0
+    expected = Predictor.load("attention-unet", device="cpu").predict(read_scan_of(viewer)).mask[0]
+    assert np.array_equal(labels.data != 0, expected)
+    inter = (expected & truth).sum()
+    assert 2 * inter / (expected.sum() + truth.sum()) > 0.6
+    assert "synthetic FLAIR slice probability (Attention U-Net)" in viewer.layers
+    assert widget.progress.value() == 100
+
+
+def read_scan_of(viewer) -> Scan:
+    return Scan(pixels=viewer.layers["synthetic FLAIR slice"].data[None])
+
+
+def test_threshold_slider_rederives_without_inference_and_keeps_edits(segmented, monkeypatch) -> None:
+    viewer, widget = segmented
+    labels = viewer.layers["synthetic FLAIR slice lesions (Attention U-Net)"]
+    seg = labels.metadata[RESULT_KEY]
+    monkeypatch.setattr(_results, "run_model", lambda *a, **k: pytest.fail("the network ran again"))
+    monkeypatch.setattr(Predictor, "probabilities", lambda *a, **k: pytest.fail("the network ran again"))
+    labels.data[5:9, 5:9] = 1  # a manual edit far from any lesion (brush strokes change data in place)
+    labels.refresh()
+    widget.threshold.setValue(95)
+    high = labels.data.copy()
+    assert np.array_equal(high != 0, (seg.probabilities[0] >= 0.95) | _edit_box(high.shape))
+    assert (high[5:9, 5:9] == 1).all()  # the edit survived
+    widget.threshold.setValue(20)
+    assert (labels.data != 0).sum() > (high != 0).sum()
+    widget.keep_edits.setChecked(False)
+    widget.threshold.setValue(95)
+    assert (labels.data[5:9, 5:9] == 0).all()  # asked: the threshold now overrides the edit
+
+
+def _edit_box(shape: tuple[int, int]) -> np.ndarray:
+    box = np.zeros(shape, bool)
+    box[5:9, 5:9] = True
+    return box
+
+
+def test_lesion_table_and_scores_match_the_core(segmented) -> None:
+    viewer, widget = segmented
+    labels = viewer.layers["synthetic FLAIR slice lesions (Attention U-Net)"]
+    seg = labels.metadata[RESULT_KEY]
+    rows = lesion_rows(seg.scan, labels.data[None] != 0, seg.probabilities)
+    assert widget.table.rowCount() == len(rows) >= 1
+    assert widget.table.item(0, 2).text().startswith(f"{rows[0]['size_px']} px")
+    widget.truth_combo.setCurrentText("synthetic FLAIR slice true mask")
+    scores = widget.score()
+    truth = viewer.layers["synthetic FLAIR slice true mask"].data != 0
+    assert scores == score_against(labels.data[None] != 0, truth[None])
+    assert f"Dice {scores['dice']:.3f}" in widget.score_label.text()
+    widget.jump_to_lesion(0)
+    assert tuple(viewer.camera.center[-2:]) == pytest.approx((rows[0]["centroid_row"], rows[0]["centroid_col"]))
+    labels.data[:] = 0  # erase everything: the table follows the edit
+    labels.events.data()
+    widget._after_edit()
+    assert widget.table.rowCount() == 0
+
+
+def test_compare_export_and_autosave(segmented, qtbot, tmp_path: Path) -> None:
+    viewer, widget = segmented
+    widget.autosave_dir.setText(str(tmp_path / "autosave"))
+    widget.autosave.setChecked(True)
+    widget.compare()
+    qtbot.waitUntil(lambda: not widget.is_busy(), timeout=180_000)
+    assert "synthetic FLAIR slice lesions (U-Net++)" in viewer.layers
+    disagreement = viewer.layers["synthetic FLAIR slice disagreement"].data
+    a = viewer.layers["synthetic FLAIR slice lesions (U-Net++)"].data != 0
+    b = viewer.layers["synthetic FLAIR slice lesions (Attention U-Net)"].data != 0
+    assert np.array_equal(disagreement == 1, a & ~b) and np.array_equal(disagreement == 2, ~a & b)
+    assert "Dice between the models" in widget.compare_label.text()
+    saved = widget.export(str(tmp_path / "kept.png"))
+    assert np.array_equal(read_scan(saved).pixels[0] != 0, viewer.layers[widget.result_combo.currentText()].data != 0)
+    assert any((tmp_path / "autosave").iterdir())
+
+
+def test_screenshot_with_the_widget_docked(make_napari_viewer, qtbot, tmp_path: Path) -> None:
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1500, 950)
+    viewer.open_sample(PLUGIN, "flair_volume")
+    widget = SegmentationWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Lesion segmentation", area="right")
+    widget.image_combo.setCurrentText("synthetic FLAIR volume")
+    widget.model_combo.setCurrentIndex(widget.model_combo.findData("attention-unet"))
+    widget.segment(whole_stack=True)
+    qtbot.waitUntil(lambda: not widget.is_busy(), timeout=300_000)
+    viewer.layers["synthetic FLAIR volume true mask"].visible = False
+    widget.jump_to_lesion(0)
+    qtbot.wait(500)
+    shot = viewer.screenshot(str(tmp_path / "napari.png"), canvas_only=False, flash=False)
+    canvas = viewer.screenshot(canvas_only=True, flash=False)
+    assert shot.shape[0] > 500 and canvas[..., :3].std() > 10  # real pixels, not a black canvas
+    print(f"screenshot: {tmp_path / 'napari.png'}")
