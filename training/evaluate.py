@@ -118,7 +118,8 @@ def score(predictions: list[VolumePrediction], threshold: float, min_lesion_size
     return summary, rows
 
 
-def tune(predictor: Predictor, slices: list[SliceFile], thresholds=None, min_sizes=(0, 10, 25, 50, 100)) -> tuple[dict, dict]:
+def tune(predictor: Predictor, slices: list[SliceFile], thresholds=None,
+         min_sizes=(0, 10, 25, 50, 100, 150, 250, 400)) -> tuple[dict, dict]:
     """Grid over TTA, threshold and minimum lesion size; best by the mean of per-volume mean
     Dice and pooled Dice. Returns (settings, summary with seconds_per_slice)."""
     thresholds = thresholds if thresholds is not None else [round(t, 2) for t in np.arange(0.3, 0.76, 0.05)]
