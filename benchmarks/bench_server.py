@@ -26,7 +26,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import numpy as np
 from PIL import Image
 
 from metaseg_viewer.io import write_nifti

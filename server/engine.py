@@ -10,7 +10,6 @@ import math
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 from metaseg_viewer.evaluation import read_true_mask, score_against

@@ -82,7 +82,6 @@ def test_reader_images_masks_layout_png(make_napari_viewer, tmp_path: Path) -> N
 
 
 def test_reader_nifti_and_dicom_series_get_the_pixel_spacing(make_napari_viewer, tmp_path: Path) -> None:
-    import pydicom
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 

@@ -242,7 +242,6 @@ def test_openapi_schema_validates_and_documents_the_contract(client: TestClient)
 
 
 def test_unknown_slice_spacing_is_null_in_json_not_a_500(client: TestClient) -> None:
-    import pydicom
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 

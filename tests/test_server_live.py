@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -30,51 +29,13 @@ from metaseg_viewer.inference import Predictor  # noqa: E402
 from metaseg_viewer.io import encode_mask_png, read_scan, write_nifti  # noqa: E402
 from metaseg_viewer.samples import make_slice, make_volume  # noqa: E402
 from metaseg_viewer.scan import Scan  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
+from live_server import REPO, free_port, start_server, stop  # noqa: E402
 
 
 def png(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(env: dict[str, str], command: list[str] | None = None, cwd: Path = REPO,
-                 timeout: float = 120) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    command = command or [sys.executable, "-m", "uvicorn", "server.app:app", "--host", "127.0.0.1", "--port", str(port)]
-    command = [c.replace("{port}", str(port)) for c in command]
-    process = subprocess.Popen(command, cwd=cwd, env={**os.environ, **env}, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited with {process.returncode}:\n{process.stdout.read()}")
-        try:
-            if httpx.get(url + "/ready", timeout=2).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            time.sleep(0.3)
-    process.kill()
-    raise AssertionError("server did not become ready in time")
-
-
-def stop(process: subprocess.Popen) -> str:
-    process.terminate()
-    try:
-        out, _ = process.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        out, _ = process.communicate()
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -140,3 +140,23 @@ def test_settings_and_uploads_survive_switching_away_and_back() -> None:
     at.radio(key="where").set_value("This computer").run()
     at.radio(key="where").set_value("A MetaSeg server").run()
     assert at.text_input(key="server_url").value == "http://[::1"
+
+
+def test_remote_mode_against_a_real_server_matches_the_local_core() -> None:
+    import json
+
+    from live_server import start_server, stop
+
+    process, url = start_server({"METASEG_MODELS": json.dumps(["attention-unet"])})
+    try:
+        at = page()
+        at.radio(key="input_kind").set_value("Sample slice").run()
+        at.selectbox(key="model").set_value("attention-unet").run()
+        local = metric(at, "Dice")
+        at.radio(key="where").set_value("A MetaSeg server").run()
+        at.text_input(key="server_url").input(url).run()
+        assert not at.exception and not at.error
+        assert f"on {url}" in at.markdown[0].value
+        assert metric(at, "Dice") == local  # 8-bit probabilities from the server, same mask at 3 decimals
+    finally:
+        stop(process)
