@@ -266,3 +266,45 @@ def test_screenshot_with_the_widget_docked(make_napari_viewer, qtbot, tmp_path: 
     canvas = viewer.screenshot(canvas_only=True, flash=False)
     assert shot.shape[0] > 500 and canvas[..., :3].std() > 10  # real pixels, not a black canvas
     print(f"screenshot: {tmp_path / 'napari.png'}")
+
+
+def test_cancel_stops_the_worker_and_adds_nothing(make_napari_viewer, qtbot) -> None:
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "flair_volume")
+    widget = SegmentationWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.image_combo.setCurrentText("synthetic FLAIR volume")
+    widget.model_combo.setCurrentIndex(widget.model_combo.findData("unetpp"))
+    widget.segment(whole_stack=True)
+    assert widget.cancel_button.isEnabled()
+    widget.cancel()
+    qtbot.waitUntil(lambda: not widget.is_busy(), timeout=180_000)
+    assert [l.name for l in viewer.layers] == ["synthetic FLAIR volume", "synthetic FLAIR volume true mask"]
+    assert widget.stack_button.isEnabled() and not widget.cancel_button.isEnabled()
+
+
+def test_a_failing_model_is_a_notification_and_the_widget_recovers(make_napari_viewer, qtbot, monkeypatch) -> None:
+    from napari.utils.notifications import notification_manager
+
+    from metaseg_napari import _widget
+
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "flair_slice")
+    widget = SegmentationWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("weights could not be read")
+
+    monkeypatch.setattr(_widget, "run_model", broken)
+    before = len(notification_manager.records)
+    widget.segment(whole_stack=True)
+    qtbot.waitUntil(lambda: not widget.is_busy(), timeout=60_000)
+    messages = [str(n.message) for n in notification_manager.records[before:]]
+    assert any("weights could not be read" in m for m in messages), messages
+    assert widget.stack_button.isEnabled() and "failed" in widget.progress.format()
+    viewer.add_image(np.zeros((2, 3, 8, 8)), name="4-D")
+    widget.image_combo.setCurrentText("4-D")
+    widget.segment(whole_stack=True)  # refused with a message, no worker started
+    assert not widget.is_busy()
+    assert "4 dimensions" in str(notification_manager.records[-1].message)

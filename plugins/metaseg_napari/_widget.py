@@ -37,7 +37,7 @@ from qtpy.QtWidgets import (
 from metaseg_viewer.evaluation import compare_models, score_against
 from metaseg_viewer.segment import lesion_rows
 from metaseg_napari._layers import SCAN_KEY, as_stack, like_layer, scan_of_layer
-from metaseg_napari._results import Segmentation, run_model
+from metaseg_napari._results import Cancelled, Segmentation, run_model
 from metaseg_napari._writer import write_labels
 
 MODELS = {"ensemble": "Ensemble", "unetpp": "U-Net++", "attention-unet": "Attention U-Net"}
@@ -223,11 +223,25 @@ class SegmentationWidget(QWidget):
             return
         self._cancel.clear()
         self.progress.setValue(0)
+        self.progress.setFormat("%p%")
         self._set_busy(True)
-        worker = create_worker(job)
-        worker.returned.connect(on_done)
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._on_finished)
+
+        def cancellable():
+            try:
+                return job()
+            except Cancelled:
+                return None
+
+        def done(result) -> None:
+            if result is None:
+                show_info("Segmentation cancelled; nothing was added.")
+            else:
+                on_done(result)
+
+        # Connecting "errored" at creation keeps superqt from re-raising errors in the GUI thread;
+        # _on_error shows them as a notification instead.
+        worker = create_worker(cancellable, _connect={"returned": done, "errored": self._on_error,
+                                                      "finished": self._on_finished}, _start_thread=False)
         self._worker = worker
         worker.start()
 
@@ -246,10 +260,8 @@ class SegmentationWidget(QWidget):
         self.progress.setValue(int(100 * done / max(total, 1)))
 
     def _on_error(self, exc: Exception) -> None:
-        if type(exc).__name__ == "Cancelled":
-            show_info("Segmentation cancelled.")
-        else:
-            show_error(f"Segmentation failed: {exc}")
+        show_error(f"Segmentation failed: {exc}")
+        self.progress.setFormat(f"failed: {exc}"[:120])
 
     def _on_finished(self) -> None:
         self._worker = None
