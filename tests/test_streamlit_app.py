@@ -77,7 +77,8 @@ def test_threshold_re_derives_the_mask_without_running_the_network_again(monkeyp
     at.slider(key="opacity").set_value(0.8).run()
     at.color_picker(key="color").set_value("#00FF00").run()
     assert calls["n"] == 0 and at.slider(key="threshold_ensemble").value == 0.95  # nothing the user set is lost
-    at.checkbox(key="tta_ensemble").check().run()
+    tta = at.checkbox(key="tta_ensemble")
+    tta.set_value(not tta.value).run()  # the opposite of the card's TTA setting
     assert calls["n"] == 1  # TTA changes what the network computes: one new pass (both members)
 
 
