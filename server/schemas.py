@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from metaseg_viewer.lesions import LesionScores  # the core's dataclass documents itself in the schema
+
 
 class RLEMask(BaseModel):
     """Run-length encoded mask (``metaseg_viewer.encoding.rle_decode`` reads it back)."""
@@ -68,19 +70,6 @@ class BatchItem(BaseModel):
 
 class BatchResult(BaseModel):
     results: list[BatchItem]
-
-
-class LesionScores(BaseModel):
-    n_ref: int
-    n_pred: int
-    tp_ref: int
-    tp_pred: int
-    fp_pred: int
-    fn: int
-    sensitivity: float
-    precision: float
-    f1: float
-    lesion_dice: float
 
 
 class Scores(BaseModel):

@@ -200,22 +200,28 @@ class SegmentationWidget(QWidget):
     # --- segmentation --------------------------------------------------------------------------
     def segment(self, whole_stack: bool = True) -> None:
         """Run the chosen model on the chosen image layer (current slice or whole stack) in a worker."""
-        name = self.image_combo.currentText()
-        if name not in self.viewer.layers or not isinstance(self.viewer.layers[name], Image):
-            show_error("Choose an image layer to segment (open a FLAIR image, or File > Open Sample > MetaSeg).")
+        chosen = self._chosen_image()
+        if chosen is None:
             return
-        image = self.viewer.layers[name]
-        try:
-            scan = scan_of_layer(image)
-        except ValueError as exc:
-            show_error(str(exc))
-            return
+        image, scan = chosen
         z = int(self.viewer.dims.current_step[0]) if scan.n_slices > 1 and not whole_stack else None
         pixels = scan.pixels if z is None else scan.pixels[z : z + 1]
         model = self.model_combo.currentData()
         tta = None if self.tta_default.isChecked() else self.tta.isChecked()
         self._start(lambda: run_model(model, pixels, tta, self._progress.changed.emit, self._cancel),
                     lambda out: self._add_result(image, scan, model, z, *out))
+
+    def _chosen_image(self):
+        """The chosen image layer and its Scan, or None after telling the user what is wrong."""
+        name = self.image_combo.currentText()
+        if name not in self.viewer.layers or not isinstance(self.viewer.layers[name], Image):
+            show_error("Choose an image layer (open a FLAIR image, or File > Open Sample > MetaSeg).")
+            return None
+        try:
+            return self.viewer.layers[name], scan_of_layer(self.viewer.layers[name])
+        except ValueError as exc:
+            show_error(str(exc))
+            return None
 
     def _start(self, job, on_done) -> None:
         if self._worker is not None:
@@ -384,16 +390,10 @@ class SegmentationWidget(QWidget):
 
     def compare(self) -> None:
         """Both networks on the chosen image: a labels layer each and one of where they disagree."""
-        name = self.image_combo.currentText()
-        if name not in self.viewer.layers:
-            show_error("Choose an image layer to compare the models on.")
+        chosen = self._chosen_image()
+        if chosen is None:
             return
-        image = self.viewer.layers[name]
-        try:
-            scan = scan_of_layer(image)
-        except ValueError as exc:
-            show_error(str(exc))
-            return
+        image, scan = chosen
 
         def job():
             return [run_model(m, scan.pixels, None, self._progress.changed.emit, self._cancel)
