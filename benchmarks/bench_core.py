@@ -1,6 +1,6 @@
 """Print speed figures of the core (not a test): preprocessing, inference per slice, HD95.
 
-Usage: python benchmarks/bench_core.py [--models unetpp attention-unet ensemble] [--slices 32]
+Usage: python benchmarks/bench_core.py [--models NAME ...] [--slices 32] (default: every shipped model)
 Runs on whatever device inference picks (CPU or CUDA) and prints one line per figure.
 """
 
@@ -15,6 +15,7 @@ import torch
 from metaseg_viewer.inference import Predictor
 from metaseg_viewer.metrics import hd95
 from metaseg_viewer.preprocessing import preprocess
+from metaseg_viewer.registry import MODEL_NAMES
 from metaseg_viewer.samples import make_volume
 from metaseg_viewer.scan import Scan
 
@@ -30,7 +31,7 @@ def timed(fn, repeats: int = 3) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["unetpp", "attention-unet", "ensemble"])
+    parser.add_argument("--models", nargs="+", default=list(MODEL_NAMES))
     parser.add_argument("--slices", type=int, default=32)
     args = parser.parse_args()
     volume = make_volume(n_slices=args.slices, seed=0)

@@ -10,12 +10,12 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.formparsers import MultiPartParser
 
 from metaseg_viewer.errors import MetaSegError
-from server.auth import require_api_key
+from server.auth import document_api_key
 from server.engine import Engine
 from server.errors import install_error_handlers
 from server.jobs import InferenceQueue
@@ -80,7 +80,8 @@ def create_app(settings: ServerSettings | None = None, engine: Engine | None = N
     MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, settings.max_upload_bytes)
     install_error_handlers(app, settings.max_upload_mb)
     app.include_router(status.router)
-    app.include_router(predict.router, dependencies=[Depends(require_api_key)])
+    app.include_router(predict.router)
+    document_api_key(app)
     # Added last = outermost: request ids and logs wrap everything, CORS headers reach every
     # answer (the early 413 too), and the upload limit sits inside both.
     app.add_middleware(UploadLimitMiddleware, max_bytes=settings.max_upload_bytes,

@@ -44,6 +44,11 @@ class InferenceQueue:
         """Jobs running or waiting now."""
         return self._admitted
 
+    @property
+    def full(self) -> bool:
+        """No place left: one more job gets :class:`QueueFull`."""
+        return self._admitted >= self.capacity
+
     def full_error(self) -> QueueFull:
         """The 503 to answer now, with a Retry-After from the running mean job time."""
         waves = math.ceil((self._admitted + 1) / self.workers)
@@ -52,7 +57,7 @@ class InferenceQueue:
     async def run(self, job: Callable[[], T]) -> T:
         """Run ``job`` on a worker thread and await its result; raise QueueFull when full."""
         with self._lock:
-            if self._admitted >= self.capacity:
+            if self.full:
                 raise self.full_error()
             self._admitted += 1
         try:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-import secrets
 import time
 import uuid
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server.auth import REFUSAL, key_refused
 
 log = logging.getLogger("metaseg.server.access")
 _CLIENT_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -86,27 +87,25 @@ class UploadLimitMiddleware:
 
 
 class AdmissionMiddleware:
-    """Refuse uploads that would be refused anyway — wrong API key (401), full queue (503) —
-    before their body is read, so such requests cost no memory. The routes check again."""
+    """Refuse requests that would be refused anyway — no or wrong API key (401; the only place
+    the key is checked, see :mod:`server.auth`), full queue (503) for uploads — before their body
+    is read, so such requests cost no memory. The queue still decides under its lock."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].startswith(("/predict", "/evaluate")):
-            state = scope["app"].state
-            expected = state.settings.api_key
-            given = dict(scope["headers"]).get(b"x-api-key", b"")
-            if expected is not None and not secrets.compare_digest(given, expected.get_secret_value().encode()):
-                await send_error(scope, send, 401, "missing or wrong API key: send the X-API-Key header with the "
-                                                   "server's key", [(b"www-authenticate", b"APIKey")])
+        if scope["type"] == "http":
+            if key_refused(scope):
+                await send_error(scope, send, 401, REFUSAL, [(b"www-authenticate", b"APIKey")])
                 return
-            queue = getattr(state, "queue", None)
-            if queue is not None and queue.admitted >= queue.capacity:
+            queue = getattr(scope["app"].state, "queue", None)
+            if (scope["method"] == "POST" and scope["path"].startswith(("/predict", "/evaluate"))
+                    and queue is not None and queue.full):
                 full = queue.full_error()
                 await send_error(scope, send, 503, str(full), [(b"retry-after", str(full.retry_after).encode())])
                 return
         await self.app(scope, receive, send)
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
 
 
 async def send_error(scope: Scope, send: Send, status: int, detail: str,

@@ -26,7 +26,9 @@ class EncodedProbabilities(BaseModel):
     data: str
 
 
-class Settings(BaseModel):
+class InferenceSettings(BaseModel):
+    """Post-network settings: the model card's, with the request's overrides applied."""
+
     threshold: float
     tta: bool
     min_lesion_size: int
@@ -51,7 +53,7 @@ class PredictionResult(BaseModel):
     is_volume: bool
     spacing_mm: list[float] | None = Field(description="(slice, row, column) spacing when the file gives it")
     input: str = Field(description="how the pixels were obtained from the file")
-    settings: Settings
+    settings: InferenceSettings
     lesion_count: int
     lesions: list[dict[str, float | int | str | None]] = Field(
         description="one row per connected lesion (3-D for volumes): size, centroid, mean probability")
@@ -75,7 +77,8 @@ class BatchResult(BaseModel):
 class Scores(BaseModel):
     dice: float
     iou: float
-    hd95: float | None = Field(description="95th-percentile Hausdorff distance; null when a mask is empty")
+    hd95: float | None = Field(description="95th-percentile Hausdorff distance (hd95_unit); 0 when both masks are "
+                                           "empty, null when exactly one is (undefined)")
     hd95_unit: Literal["mm", "px"]
     true_voxels: int
     predicted_voxels: int
@@ -89,12 +92,15 @@ class EvaluationResult(BaseModel):
 
 class ModelInfo(BaseModel):
     name: str
+    label: str = Field(description="what the apps show for this model")
     architecture: str
     description: str
     sha256: str
     version: str
     default: bool
-    inference: Settings
+    inference: InferenceSettings
+    preprocess: dict = Field(description="the model card's preprocessing (PreprocessConfig), so a client can show "
+                                         "the image the network sees")
     metrics: dict
 
 

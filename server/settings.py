@@ -30,8 +30,8 @@ class ServerSettings(BaseSettings):
     workers: int = Field(1, ge=1, description="inference threads (each runs one request at a time)")
     queue_size: int = Field(32, ge=0, description="requests that may wait for a worker; more get 503")
     torch_threads: int | None = Field(None, ge=1, description="intra-op threads for torch (default: torch's)")
-    api_key: SecretStr | None = Field(None, description="when set, every request except /health and /ready "
-                                                        "needs the header X-API-Key with this value")
+    api_key: SecretStr | None = Field(None, description="when set, every request except /health, /ready and the "
+                                                        "API documents needs the header X-API-Key with this value")
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed by CORS (none by default)")
     save_uploads_dir: Path | None = Field(None, description="keep each upload here under a generated name "
                                                             "(off by default: uploads stay in memory)")

@@ -15,17 +15,16 @@ import streamlit as st
 
 from metaseg_viewer.errors import InputError
 from metaseg_viewer.evaluation import read_true_mask
-from metaseg_viewer.inference import Predictor, binarize
+from metaseg_viewer.inference import Predictor
 from metaseg_viewer.io import ReadLimits
-from metaseg_viewer.preprocessing import DISPLAY_PERCENTILES, preprocess, window_to_uint8
-from metaseg_viewer.registry import DEFAULT_MODEL
+from metaseg_viewer.preprocessing import DISPLAY_PERCENTILES, window_to_uint8
+from metaseg_viewer.registry import DEFAULT_MODEL, MODEL_LABELS, SINGLE_MODELS, model_label
 from metaseg_viewer.segment import lesion_rows
 from streamlit_app import views
 from streamlit_app.backends import BackendError, LocalBackend, RemoteBackend, Result
 from streamlit_app.cases import Case, cases_from_uploads, sample_case
 
-MODEL_LABELS = {"ensemble": "Ensemble (U-Net++ + Attention U-Net)", "unetpp": "U-Net++ (Nested U-Net)",
-                "attention-unet": "Attention U-Net"}
+COMPARED = tuple(SINGLE_MODELS)  # the two networks the "Compare" tab runs
 HONESTY = ("Models trained and validated on axial FLAIR MRI of **lower-grade glioma** (LGG data set of Buda et "
            "al. 2019, TCGA-LGG); they outline FLAIR abnormality. Not validated for metastases, other lesions, "
            "sequences or scanners. Research use only — not a medical device.")
@@ -56,12 +55,13 @@ def sidebar() -> tuple[LocalBackend | RemoteBackend, str, dict]:
         bar.error(str(exc))
         st.error(str(exc))
         st.stop()
-    names = [n for n in MODEL_LABELS if n in models]
+    known = list(MODEL_LABELS)  # shipped models first, in the core's menu order; a server's own checkpoints after
+    names = sorted(models, key=lambda n: known.index(n) if n in known else len(known))
     if not names:
-        st.error(f"{backend.where} offers none of the models this page knows ({', '.join(MODEL_LABELS)}).")
+        st.error(f"{backend.where} offers no model.")
         st.stop()
     model = bar.selectbox("Model", names, index=names.index(DEFAULT_MODEL) if DEFAULT_MODEL in names else 0,
-                          format_func=MODEL_LABELS.get, key="model", persist_state="page")
+                          format_func=model_label, key="model", persist_state="page")
     card = models[model]["inference"]
     figures = models[model].get("metrics", {}).get("validation", {})
     if figures:
@@ -140,7 +140,7 @@ def result_for(backend: LocalBackend | RemoteBackend, case: Case, model: str, tt
     results: dict = st.session_state.setdefault("results", {})
     key = (backend.where, case.key, model, tta)
     if key not in results:
-        label = f"Segmenting {case.label} with {MODEL_LABELS.get(model, model)} on {backend.where}…"
+        label = f"Segmenting {case.label} with {model_label(model)} on {backend.where}…"
         if isinstance(backend, LocalBackend):
             bar = st.progress(0.0, text=label)
             results[key] = backend.segment(case, model, tta, lambda done, total: bar.progress(done / total, text=label))
@@ -148,7 +148,7 @@ def result_for(backend: LocalBackend | RemoteBackend, case: Case, model: str, tt
         else:
             with st.spinner(label):
                 results[key] = backend.segment(case, model, tta)
-        while len(results) > 1 and sum(r.probabilities.nbytes for r in results.values()) > KEPT_BYTES:
+        while len(results) > 1 and sum(r.prediction.probabilities.nbytes for r in results.values()) > KEPT_BYTES:
             results.pop(next(iter(results)))
     return results[key]
 
@@ -176,23 +176,24 @@ def main() -> None:
         return
     scan = case.scan
     display = cached("display", case.key, lambda: window_to_uint8(scan.pixels, DISPLAY_PERCENTILES))
-    enhanced = cached("enhanced", case.key, lambda: preprocess(scan.pixels).enhanced)
     try:
         result = result_for(backend, case, model, settings["tta"])
     except BackendError as exc:
         st.error(str(exc))
         return
-    mask = binarize(result.probabilities, settings["threshold"], settings["min_size"], volume=scan.is_volume)
-    rows = lesion_rows(scan, mask, result.probabilities)
+    prediction = result.prediction.rethreshold(settings["threshold"], settings["min_size"])
+    mask = prediction.mask
+    rows = lesion_rows(scan, mask, prediction.probabilities)
     st.markdown(f"**{case.label}** — {scan.description or 'image'}, {scan.shape[1]} × {scan.shape[2]} pixels"
                 + (f" × {scan.n_slices} slices" if scan.n_slices > 1 else "")
-                + f" · {MODEL_LABELS.get(result.model_name, result.model_name)} ({result.model_version}) on "
-                f"{result.where}, {result.seconds:.1f} s · **{len(rows)} lesion{'s' if len(rows) != 1 else ''}**")
+                + f" · {model_label(prediction.model_name)} ({prediction.model_version}) on "
+                f"{result.where}, {prediction.seconds:.1f} s · **{len(rows)} lesion{'s' if len(rows) != 1 else ''}**")
     z = views.pick_slice(scan, mask, key=f"slice_{case.key}")
-    tabs = st.tabs(["Segmentation", "Compare U-Net++ and Attention U-Net", "Lesions and scores", "Downloads"])
+    compare_title = "Compare " + " and ".join(model_label(m) for m in COMPARED)
+    tabs = st.tabs(["Segmentation", compare_title, "Lesions and scores", "Downloads"])
     with tabs[0]:
-        shown = views.segmentation_panel(display, enhanced, result.probabilities, mask, z, settings["color"],
-                                         settings["opacity"], settings["outline"])
+        shown = views.segmentation_panel(display, prediction, z, settings["color"], settings["opacity"],
+                                         settings["outline"])
         if scan.n_slices > 1:
             views.lesion_strip(display, mask, settings["color"], settings["opacity"])
     with tabs[1]:
@@ -207,18 +208,15 @@ def main() -> None:
 
 def compare(backend: LocalBackend | RemoteBackend, case: Case, display: np.ndarray, z: int, settings: dict) -> None:
     """Both networks on this case, each with its own validated threshold and minimum size."""
-    pair = ("unetpp", "attention-unet")
     results: dict = st.session_state.setdefault("results", {})
-    ready = all((backend.where, case.key, name, settings["tta"]) in results for name in pair)
+    ready = all((backend.where, case.key, name, settings["tta"]) in results for name in COMPARED)
     if not ready and not st.button("Run both models on this image", key="compare"):
-        st.caption("Runs U-Net++ and Attention U-Net on the same input and shows where they disagree.")
+        st.caption(f"Runs {' and '.join(model_label(m) for m in COMPARED)} on the same input and shows where "
+                   "they disagree.")
         return
     try:
-        masks = []
-        for name in pair:
-            r = result_for(backend, case, name, settings["tta"])
-            masks.append((MODEL_LABELS[name], binarize(r.probabilities, r.defaults.threshold,
-                                                       r.defaults.min_lesion_size, volume=case.scan.is_volume)))
+        masks = [(model_label(name), result_for(backend, case, name, settings["tta"]).prediction.mask)
+                 for name in COMPARED]
     except BackendError as exc:
         st.error(str(exc))
         return

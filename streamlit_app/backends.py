@@ -1,7 +1,8 @@
 """Where the network runs: in this process (the core's Predictor) or on a MetaSeg server.
 
-Both return the same :class:`Result`, the probability map: the page thresholds it with the
-core's ``binarize`` itself, so moving the threshold never runs a network again.
+Both return the same :class:`Result`: the core's :class:`~metaseg_viewer.prediction.Prediction`
+at the model card's settings, which the page re-thresholds with ``Prediction.rethreshold``, so
+moving the threshold never runs a network again.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from metaseg_viewer.config import InferenceConfig
+from metaseg_viewer.config import InferenceConfig, PreprocessConfig
 from metaseg_viewer.encoding import decode_probabilities
 from metaseg_viewer.errors import MetaSegError
 from metaseg_viewer.inference import Predictor
+from metaseg_viewer.prediction import Prediction
+from metaseg_viewer.preprocessing import preprocess
 from metaseg_viewer.registry import describe_models
 from streamlit_app.cases import Case
 
@@ -29,12 +30,12 @@ class BackendError(Exception):
 
 @dataclass(frozen=True)
 class Result:
-    probabilities: np.ndarray  # float32 (Z, H, W) in [0, 1]
-    model_name: str
-    model_version: str
-    defaults: InferenceConfig  # the model card's validated threshold, TTA and minimum size
-    tta: bool
-    seconds: float
+    """A prediction at the card's threshold and minimum size (with the TTA asked for), the card's
+    own settings, and where it ran. ``prediction.enhanced`` is the image the model's own
+    preprocessing fed the network (computed here with the server's card for a remote model)."""
+
+    prediction: Prediction
+    defaults: InferenceConfig
     where: str
 
 
@@ -52,12 +53,10 @@ class LocalBackend:
     def segment(self, case: Case, model: str, tta: bool, progress: Progress | None = None) -> Result:
         try:
             predictor = self.load(model)
-            start = time.perf_counter()
-            probabilities, _ = predictor.probabilities(case.scan.pixels, tta, progress)
+            prediction = predictor.predict(case.scan, tta=tta, progress=progress)
         except MetaSegError as exc:
             raise BackendError(str(exc)) from exc
-        return Result(probabilities.astype(np.float32), predictor.name, predictor.version, predictor.defaults,
-                      tta, time.perf_counter() - start, self.where)
+        return Result(prediction, predictor.defaults, self.where)
 
 
 class RemoteBackend:
@@ -109,13 +108,18 @@ class RemoteBackend:
         params = {"model": model, "tta": str(tta).lower(), "format": "json", "probabilities": "true"}
         start = time.perf_counter()
         body = self._call("POST", "/predict", params=params, files={"file": (case.file_name, case.data)})
+        seconds = time.perf_counter() - start
         try:
             probabilities = decode_probabilities(body["probabilities"])
-            defaults = next(m for m in self.models() if m["name"] == model)["inference"]
+            card = next(m for m in self.models() if m["name"] == model)
+            defaults, settings = InferenceConfig.from_dict(card["inference"]), InferenceConfig.from_dict(body["settings"])
+            view = preprocess(case.scan.pixels, PreprocessConfig.from_dict(card["preprocess"])).enhanced
         except (KeyError, StopIteration, MetaSegError) as exc:
             raise BackendError(f"The server at {self.url} sent an answer this page cannot read ({exc}).") from exc
         if probabilities.shape != case.scan.shape:
             raise BackendError(f"The server read the file as {probabilities.shape}, this page as {case.scan.shape}; "
                                "are both the same MetaSeg version?")
-        return Result(probabilities, body["model"], body["model_version"], InferenceConfig(**defaults), tta,
-                      time.perf_counter() - start, self.where)
+        prediction = Prediction.from_probabilities(probabilities, settings, case.scan.is_volume, enhanced=view,
+                                                   model_name=body["model"], model_version=body["model_version"],
+                                                   seconds=seconds)
+        return Result(prediction, defaults, self.where)

@@ -14,9 +14,6 @@ from metaseg_viewer.io import ReadLimits, encode_nifti, read_scan, read_scans
 from metaseg_viewer.samples import make_slice, make_volume
 from metaseg_viewer.scan import Scan
 
-#: Extensions offered by the upload dialog (content decides the format; names only filter the dialog).
-UPLOAD_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "dcm", "nii", "gz"]
-
 
 @dataclass(frozen=True)
 class Case:

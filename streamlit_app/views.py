@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from metaseg_viewer.evaluation import compare_models, score_against
+from metaseg_viewer.evaluation import compare_models, hd95_text, score_against
+from metaseg_viewer.prediction import Prediction
 from metaseg_viewer.render import (
     DISAGREEMENT_COLORS,
     disagreement_overlay,
@@ -35,15 +36,19 @@ def pick_slice(scan: Scan, mask: np.ndarray, key: str) -> int:
                      help="1 = first slice of the volume as stored (most inferior for NIfTI)") - 1
 
 
-def segmentation_panel(display: np.ndarray, enhanced: np.ndarray, probabilities: np.ndarray, mask: np.ndarray,
-                       z: int, color: tuple[int, int, int], opacity: float, outline: bool) -> np.ndarray:
-    """Input, CLAHE input, probability map and overlay of slice ``z``; returns the overlay."""
-    shown = overlay(display[z], mask[z], color=color, alpha=opacity, outline=outline)
+def segmentation_panel(display: np.ndarray, prediction: Prediction, z: int, color: tuple[int, int, int],
+                       opacity: float, outline: bool) -> np.ndarray:
+    """Input, the model's own preprocessed input, probability map and overlay of slice ``z``;
+    returns the overlay."""
+    shown = overlay(display[z], prediction.mask[z], color=color, alpha=opacity, outline=outline)
     columns = st.columns(4)
-    captions = ["Input", "CLAHE-enhanced (what the network sees)", "Lesion probability", "Segmentation"]
-    pictures = [display[z], enhanced[z], probability_map(probabilities[z]), shown]
-    for column, caption, picture in zip(columns, captions, pictures):
-        column.image(picture, caption=caption, width="stretch")
+    columns[0].image(display[z], caption="Input", width="stretch")
+    if prediction.enhanced is not None:
+        columns[1].image(prediction.enhanced[z], caption="CLAHE-enhanced (what the network sees)", width="stretch")
+    else:
+        columns[1].caption("The model's preprocessed input is not available for this result.")
+    columns[2].image(probability_map(prediction.probabilities[z]), caption="Lesion probability", width="stretch")
+    columns[3].image(shown, caption="Segmentation", width="stretch")
     return shown
 
 
@@ -81,9 +86,7 @@ def scores_panel(mask: np.ndarray, truth: np.ndarray | None, scan: Scan, truth_n
     lesions = scores["lesions"]
     st.markdown(f"**Scores against {truth_name}**")
     cells = st.columns(6)
-    hd = scores["hd95"]
-    values = [("Dice", f"{scores['dice']:.3f}"), ("IoU", f"{scores['iou']:.3f}"),
-              ("HD95", f"{hd:.1f} {scores['hd95_unit']}" if np.isfinite(hd) else "n/a (a mask is empty)"),
+    values = [("Dice", f"{scores['dice']:.3f}"), ("IoU", f"{scores['iou']:.3f}"), ("HD95", hd95_text(scores)),
               ("Lesions found", f"{lesions['tp_ref']} of {lesions['n_ref']}"),
               ("False-positive lesions", str(lesions["fp_pred"])), ("Lesion-wise F1", f"{lesions['f1']:.3f}")]
     for cell, (label, value) in zip(cells, values):

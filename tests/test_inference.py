@@ -9,7 +9,8 @@ import pytest
 
 from metaseg_viewer.checkpoints import load_checkpoint
 from metaseg_viewer.config import InferenceConfig
-from metaseg_viewer.inference import Predictor, binarize, network_probabilities
+from metaseg_viewer.inference import Predictor, network_probabilities
+from metaseg_viewer.prediction import binarize
 from metaseg_viewer.samples import make_slice, make_volume
 from metaseg_viewer.scan import Scan
 

@@ -25,9 +25,9 @@ import tifffile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
-from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, MRImageStorage, generate_uid
+from pydicom.uid import JPEGLSLossless
 
 from metaseg_viewer.errors import InputError, TooLargeError, UnsupportedFormatError
 from metaseg_viewer.io import (
@@ -40,6 +40,15 @@ from metaseg_viewer.io import (
     write_mask_png,
 )
 from metaseg_viewer.scan import Scan
+from factories import (
+    dicom_bytes,
+    dicom_dataset,
+    jpeg_bytes,
+    nifti_bytes,
+    png_bytes,
+    save_dicom,
+    tiff_bytes,
+)
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 LGG_PATIENT = "TCGA_CS_4941_19960909"
@@ -50,18 +59,6 @@ def bt601(rgb: np.ndarray) -> np.ndarray:
     """Luminance computed here, independently of the reader."""
     rgb = rgb.astype(np.float64)
     return 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
-
-
-def png_bytes(array: np.ndarray) -> bytes:
-    buf = BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def tiff_bytes(array: np.ndarray, **kwargs) -> bytes:
-    buf = BytesIO()
-    tifffile.imwrite(buf, array, **kwargs)
-    return buf.getvalue()
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -285,48 +282,6 @@ def test_lgg_sample_has_a_tumour_slice():
 
 # --- DICOM --------------------------------------------------------------------------------------
 
-def dicom_dataset(pixels: np.ndarray, *, position=(0.0, 0.0, 0.0),
-                  orientation=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0), pixel_spacing=(0.9, 0.8),
-                  instance: int = 1, series_uid: str = "1.2.3.4", slope=None, intercept=None,
-                  photometric: str = "MONOCHROME2", **extra) -> Dataset:
-    """An MR image dataset with the geometry attributes a scanner writes."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MRImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
-    ds.Modality, ds.SeriesInstanceUID, ds.StudyInstanceUID = "MR", series_uid, "1.2.3"
-    ds.InstanceNumber = instance
-    colour = pixels.ndim == 3 and photometric == "RGB"
-    ds.Rows, ds.Columns = pixels.shape[-3:-1] if colour else pixels.shape[-2:]
-    ds.SamplesPerPixel = 3 if colour else 1
-    if colour:
-        ds.PlanarConfiguration = 0
-    ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated = ds.BitsStored = pixels.dtype.itemsize * 8
-    ds.HighBit = ds.BitsStored - 1
-    ds.PixelRepresentation = int(pixels.dtype.kind == "i")
-    if pixel_spacing is not None:
-        ds.PixelSpacing = list(pixel_spacing)
-    if position is not None:
-        ds.ImagePositionPatient = list(position)
-    if orientation is not None:
-        ds.ImageOrientationPatient = list(orientation)
-    if slope is not None:
-        ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
-    for keyword, value in extra.items():
-        setattr(ds, keyword, value)
-    ds.PixelData = np.ascontiguousarray(pixels).tobytes()
-    return ds
-
-
-def save_dicom(ds: Dataset, path: Path) -> Path:
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
-
 def world_ras(position, orientation, pixel_spacing, row, col) -> np.ndarray:
     """DICOM's definition (PS3.3 C.7.6.2.1.1): P + r * dy * colcos + c * dx * rowcos, in RAS."""
     orientation = np.asarray(orientation, float)
@@ -386,11 +341,11 @@ def test_uploaded_series_files_form_one_volume_like_the_folder(tmp_path, rng):
     np.testing.assert_array_equal(series.pixels, folder.pixels)
     np.testing.assert_allclose(series.affine, folder.affine)
     assert read_scans([("photo.png", other)])[0][1].shape == (1, 8, 9)
-    stranger = _dicom_bytes(dicom_dataset(np.zeros((6, 7), np.int16), series_uid="9.9", position=(0, 0, 50)))
+    stranger = dicom_bytes(dicom_dataset(np.zeros((6, 7), np.int16), series_uid="9.9", position=(0, 0, 50)))
     results = read_scans([("other.dcm", stranger), *files])  # another series' lone image: a scan of its own
     assert [(label, r.shape) for label, r in results] == [("other.dcm", (1, 6, 7)), ("DICOM series (5 files)", (5, 6, 7))]
     with pytest.raises(InputError, match="notes.txt: not a DICOM file"):
-        from metaseg_viewer.dicom import read_dicom_uploads
+        from metaseg_viewer.io.dicom import read_dicom_uploads
 
         read_dicom_uploads([files[0], ("notes.txt", b"hello")], label="series", color="auto", limits=ReadLimits())
     with pytest.raises(InputError, match="no files"):
@@ -559,7 +514,7 @@ def test_bytes_upload_reads_like_the_path(tmp_path, rng, kind):
     elif kind == "tiff":
         data = tiff_bytes(image)
     elif kind == "dicom":
-        data = _dicom_bytes(dicom_dataset(image, slope=2.0, intercept=-1.0))
+        data = dicom_bytes(dicom_dataset(image, slope=2.0, intercept=-1.0))
     else:
         data = gzip.compress(nib.Nifti1Image(image[..., None], NIFTI_AFFINES["LPS"]).to_bytes())
     path = tmp_path / "no_extension"  # detection is by content, not by name
@@ -583,10 +538,6 @@ def test_importing_io_loads_no_dicom_or_nifti_library():
 
 # --- bad input ----------------------------------------------------------------------------------
 
-def _nifti_bytes(shape, dtype=np.int16) -> bytes:
-    return nib.Nifti1Image(np.ones(shape, dtype), np.eye(4)).to_bytes()
-
-
 def _bomb_nifti() -> bytes:
     header = nib.Nifti1Header()
     header.set_data_shape((5000, 5000, 100))
@@ -603,10 +554,11 @@ def _zip_bytes() -> bytes:
 
 
 def _jpeg_bytes() -> bytes:
-    buf = BytesIO()
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64), np.uint8)).save(
-        buf, format="JPEG")
-    return buf.getvalue()
+    return jpeg_bytes(np.random.default_rng(0).integers(0, 256, (64, 64), np.uint8))
+
+
+def _nifti_bytes(shape: tuple[int, ...]) -> bytes:
+    return nifti_bytes(np.ones(shape, np.int16))
 
 
 def _jpeg_claiming(width: int, height: int) -> bytes:
@@ -621,16 +573,10 @@ def _half(data: bytes) -> bytes:
     return data[: len(data) // 2]
 
 
-def _dicom_bytes(ds: Dataset) -> bytes:
-    buf = BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
-
-
 def _dicom_no_pixels() -> bytes:
     ds = dicom_dataset(np.zeros((2, 2), np.uint16))
     del ds.PixelData
-    return _dicom_bytes(ds)
+    return dicom_bytes(ds)
 
 
 def _dicom_jpeg_ls() -> bytes:
@@ -638,13 +584,13 @@ def _dicom_jpeg_ls() -> bytes:
     ds.file_meta.TransferSyntaxUID = JPEGLSLossless
     ds.PixelData = encapsulate([b"\xff\xd8not really jpeg-ls\xff\xd9"])
     ds["PixelData"].VR = "OB"
-    return _dicom_bytes(ds)
+    return dicom_bytes(ds)
 
 
 def _dicom_bomb() -> bytes:
     ds = dicom_dataset(np.zeros((2, 2), np.uint16))
     ds.Rows = ds.Columns = 60000
-    return _dicom_bytes(ds)
+    return dicom_bytes(ds)
 
 
 RNG_IMAGE = np.random.default_rng(7).integers(0, 65536, (64, 64), dtype=np.uint16)
@@ -671,7 +617,7 @@ BAD_INPUTS = {
     "dicom without pixel data": _dicom_no_pixels,
     "dicom jpeg-ls undecodable": _dicom_jpeg_ls,
     "dicom bomb header": _dicom_bomb,
-    "truncated dicom": lambda: _half(_dicom_bytes(dicom_dataset(RNG_IMAGE))),
+    "truncated dicom": lambda: _half(dicom_bytes(dicom_dataset(RNG_IMAGE))),
 }
 
 
@@ -711,6 +657,56 @@ def test_bad_input_messages_say_what_was_wrong(case, expected):
     with pytest.raises(InputError) as info:
         read_scan(BAD_INPUTS[case]())
     assert expected in str(info.value)
+
+
+class _Bug(Exception):
+    """An exception no decoder raises: a stand-in for any bug in a reader."""
+
+
+def _raise(error: Exception):
+    def planted(*args, **kwargs):
+        raise error
+    return planted
+
+
+#: Per reader: a valid file and a call that its reader makes while decoding, in the decoder
+#: library (where corrupt data would fail) and in our own code around it.
+_DECODER_CALLS = {
+    "png": (lambda: png_bytes(RNG_IMAGE), "PIL.ImageFile.ImageFile.load"),
+    "tiff": (lambda: tiff_bytes(RNG_IMAGE), "tifffile.TiffPageSeries.asarray"),
+    "dicom": (lambda: dicom_bytes(dicom_dataset(RNG_IMAGE)), "pydicom.dataset.pixel_array"),
+    "nifti": (lambda: _nifti_bytes((6, 6, 6)), "nibabel.arrayproxy.ArrayProxy.get_unscaled"),
+}
+_OUR_CALLS = {
+    "jpeg": (_jpeg_bytes, "metaseg_viewer.io.raster.check_dims"),  # PNG checks its IHDR earlier
+    "tiff": (lambda: tiff_bytes(RNG_IMAGE), "metaseg_viewer.io.raster.check_dims"),
+    "dicom": (lambda: dicom_bytes(dicom_dataset(RNG_IMAGE)), "metaseg_viewer.io.dicom.check_dims"),
+    "nifti": (lambda: _nifti_bytes((6, 6, 6)), "metaseg_viewer.io.nifti.check_dims"),
+}
+
+
+@pytest.mark.parametrize("error", [AttributeError("bug"), _Bug("bug")],
+                         ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("reader", sorted(_DECODER_CALLS))
+def test_a_bug_inside_a_decoder_call_is_not_reported_as_a_bad_file(monkeypatch, reader, error):
+    make, call = _DECODER_CALLS[reader]
+    data = make()
+    monkeypatch.setattr(call, _raise(error))
+    with pytest.raises(type(error)) as info:
+        read_scan(data)
+    assert info.value is error
+
+
+@pytest.mark.parametrize("error", [AttributeError("bug"), TypeError("bug"), NameError("bug"), _Bug("bug")],
+                         ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("reader", sorted(_OUR_CALLS))
+def test_a_bug_in_our_reader_code_is_not_reported_as_a_bad_file(monkeypatch, reader, error):
+    make, call = _OUR_CALLS[reader]
+    data = make()
+    monkeypatch.setattr(call, _raise(error))
+    with pytest.raises(type(error)) as info:
+        read_scan(data)
+    assert info.value is error
 
 
 def test_bad_paths_and_folders(tmp_path):
@@ -763,7 +759,7 @@ def test_limits_refuse_large_files_and_slices(tmp_path, rng):
 def _valid_files() -> list[bytes]:
     image = np.random.default_rng(3).integers(0, 256, (16, 16), dtype=np.uint8)
     return [png_bytes(image), tiff_bytes(image), _jpeg_bytes(), _nifti_bytes((6, 6, 6)),
-            gzip.compress(_nifti_bytes((6, 6, 6))), _dicom_bytes(dicom_dataset(image))]
+            gzip.compress(_nifti_bytes((6, 6, 6))), dicom_bytes(dicom_dataset(image))]
 
 
 VALID_FILES = _valid_files()

@@ -19,6 +19,7 @@ from metaseg_viewer.lesions import (
     lesion_table,
     lesions_to_rows,
     match_lesions,
+    pool_lesion_scores,
     remove_small_components,
 )
 
@@ -314,3 +315,38 @@ def test_lesions_to_rows() -> None:
     assert rows_3d[0]["volume_mm3"] == pytest.approx(4.0)
     assert rows_3d[0]["mean_probability"] == pytest.approx(0.25)
     assert lesions_to_rows([]) == []
+
+
+# --- pooling the scores of several cases ------------------------------------------------------
+# Case A = PRED vs REF above (2 true lesions, 1 found; 3 components, 1 hit; lesion Dice 0.1 over
+# 4 scored objects); case B = one lesion found exactly (Dice 1 over 1); case C = both empty.
+#   pooled: 3 true lesions, 2 found; 4 components, 2 hit, 2 false positives, 1 missed;
+#   sensitivity 2/3, precision 2/4, F1 = 2*(2/3)*(1/2) / (2/3 + 1/2) = 4/7,
+#   lesion-wise Dice = (0.1*4 + 1*1 + 1*0) / (4 + 1 + 0) = 0.28.
+
+
+def test_pool_lesion_scores_adds_counts_and_recomputes_rates() -> None:
+    one = _mask((5, 5), np.s_[1:3, 1:3])
+    empty = np.zeros((5, 5), dtype=bool)
+    pooled = pool_lesion_scores([lesion_scores(PRED, REF), lesion_scores(one, one), lesion_scores(empty, empty)])
+    assert (pooled.n_ref, pooled.n_pred, pooled.tp_ref, pooled.tp_pred) == (3, 4, 2, 2)
+    assert (pooled.fp_pred, pooled.fn) == (2, 1)
+    assert pooled.sensitivity == pytest.approx(2 / 3, abs=1e-12)
+    assert pooled.precision == pytest.approx(0.5, abs=1e-12)
+    assert pooled.f1 == pytest.approx(4 / 7, abs=1e-12)
+    assert pooled.lesion_dice == pytest.approx(0.28, abs=1e-12)
+
+
+def test_pool_lesion_scores_empty_cases() -> None:
+    empty = np.zeros((4, 4), dtype=bool)
+    lesion = _mask((4, 4), np.s_[1:3, 1:3])
+    assert pool_lesion_scores([]) == lesion_scores(empty, empty)  # nothing at all: every score 1.0
+    assert pool_lesion_scores([]).as_dict() == {
+        "n_ref": 0, "n_pred": 0, "tp_ref": 0, "tp_pred": 0, "fp_pred": 0, "fn": 0,
+        "sensitivity": 1.0, "precision": 1.0, "f1": 1.0, "lesion_dice": 1.0,
+    }  # fmt: skip
+    only_pred = pool_lesion_scores([lesion_scores(lesion, empty), lesion_scores(empty, empty)])
+    assert (only_pred.sensitivity, only_pred.precision, only_pred.f1, only_pred.lesion_dice) == (1.0, 0.0, 0.0, 0.0)
+    only_ref = pool_lesion_scores([lesion_scores(empty, lesion), lesion_scores(empty, empty)])
+    assert (only_ref.sensitivity, only_ref.precision, only_ref.f1, only_ref.lesion_dice) == (0.0, 0.0, 0.0, 0.0)
+    assert (only_ref.n_ref, only_ref.fn) == (1, 1)

@@ -16,28 +16,15 @@ import pytest
 pytest.importorskip("fastapi", reason="the server extra is not installed (pip install -e '.[server]')")
 from fastapi.testclient import TestClient  # noqa: E402
 from openapi_spec_validator import validate  # noqa: E402
-from PIL import Image  # noqa: E402
 
 from metaseg_viewer.encoding import decode_probabilities, rle_decode  # noqa: E402
-from metaseg_viewer.inference import Predictor, binarize  # noqa: E402
-from metaseg_viewer.io import encode_mask_png, read_scan, write_nifti  # noqa: E402
-from metaseg_viewer.samples import make_slice, make_volume  # noqa: E402
-from metaseg_viewer.scan import Scan  # noqa: E402
+from metaseg_viewer.inference import Predictor  # noqa: E402
+from metaseg_viewer.prediction import binarize  # noqa: E402
+from metaseg_viewer.io import encode_mask_png, read_scan  # noqa: E402
+from metaseg_viewer.samples import make_slice  # noqa: E402
 from server.app import create_app  # noqa: E402
 from server.settings import ServerSettings  # noqa: E402
-
-
-def png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def nifti_volume(tmp: Path, n_slices: int = 6, size: int = 96) -> tuple[bytes, np.ndarray]:
-    sample = make_volume(n_slices, size, seed=1)
-    path = tmp / "volume.nii.gz"
-    write_nifti(sample.image, Scan(pixels=sample.image, spacing=sample.spacing, is_volume=True), path)
-    return path.read_bytes(), sample.mask
+from factories import nifti_volume, png_bytes as png  # noqa: E402
 
 
 SLICE = make_slice(256, seed=0)
@@ -222,6 +209,42 @@ def test_api_key_and_cors() -> None:
         assert "access-control-allow-origin" not in other.headers
 
 
+def test_every_route_the_openapi_document_marks_as_keyed_refuses_a_missing_key() -> None:
+    """The key is checked in one place (the admission middleware); the document must say the same."""
+    settings = ServerSettings(models=["attention-unet"], default_model="attention-unet", api_key="s3cret")
+    with TestClient(create_app(settings)) as c:
+        schema = c.get("/openapi.json").json()  # the documents themselves stay open
+        assert schema["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
+        keyed = {(method.upper(), path) for path, operations in schema["paths"].items()
+                 for method, operation in operations.items() if operation.get("security")}
+        assert keyed == {("POST", "/predict"), ("POST", "/predict/batch"), ("POST", "/evaluate"), ("GET", "/models")}
+        assert all("401" in schema["paths"][path][method.lower()]["responses"] for method, path in keyed)
+        for method, path in [*keyed, ("POST", "/predict/")]:  # /predict/ is the brief's address, not in the document
+            refused = c.request(method, path)
+            assert refused.status_code == 401, (method, path)
+            assert "X-API-Key" in refused.json()["detail"] and refused.headers["www-authenticate"] == "APIKey"
+            assert refused.json()["request_id"] == refused.headers["x-request-id"]
+        for path in ["/health", "/ready", "/docs"]:
+            assert c.get(path).status_code == 200, path
+        assert c.get("/nowhere").status_code == 404 and c.get("/predict").status_code == 405  # as without a key
+
+
+def test_unknown_model_and_png_of_a_volume_are_refused_before_inference(
+        client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    slice_png = ("s.png", png(SLICE.image))
+    monkeypatch.setattr(client.app.state.queue, "run", lambda job: pytest.fail("the request was queued"))
+    for path, files in [("/predict", {"file": slice_png}), ("/predict/batch", [("files", slice_png)]),
+                        ("/evaluate", {"file": slice_png, "mask": ("m.png", encode_mask_png(SLICE.mask))})]:
+        response = client.post(f"{path}?model=resnet", files=files)
+        assert response.status_code == 422 and "unknown model 'resnet'" in response.json()["detail"], path
+    monkeypatch.undo()
+    monkeypatch.setattr(Predictor, "predict", lambda *a, **k: pytest.fail("the network ran"))
+    volume, _ = nifti_volume(tmp_path)
+    response = client.post("/predict?format=png", files={"file": ("b.nii.gz", volume)})
+    detail = response.json()["detail"]
+    assert response.status_code == 422 and "format=png" in detail and "holds one slice" in detail
+
+
 def test_settings_come_from_the_environment_and_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("METASEG_MODELS", json.dumps(["unetpp"]))
     monkeypatch.setenv("METASEG_DEFAULT_MODEL", "unetpp")
@@ -285,3 +308,26 @@ def test_wrong_key_or_full_queue_is_refused_before_the_upload_is_read() -> None:
         finally:
             queue._admitted = 0
         assert busy.status_code == 503 and int(busy.headers["retry-after"]) >= 1
+
+
+@pytest.mark.parametrize(("image", "truth", "pred_empty"), [
+    (np.zeros((256, 256), np.uint8), SLICE.mask, True),
+    (SLICE.image, np.zeros((256, 256), bool), False),
+])
+def test_evaluate_with_an_empty_prediction_or_truth_answers_null_hd95(client: TestClient, image: np.ndarray,
+                                                                    truth: np.ndarray, pred_empty: bool) -> None:
+    response = client.post("/evaluate", files={"file": ("s.png", png(image)), "mask": ("m.png", encode_mask_png(truth))})
+    assert response.status_code == 200, response.text
+    assert "NaN" not in response.text and "Infinity" not in response.text
+    scores = response.json()["scores"]
+    assert scores["hd95"] is None and scores["dice"] == 0.0
+    assert (scores["predicted_voxels"] == 0) is pred_empty and (scores["true_voxels"] == 0) is not pred_empty
+
+
+def test_models_lists_label_and_preprocessing_from_the_registry(client: TestClient) -> None:
+    from metaseg_viewer.registry import describe_models
+
+    shipped = {row["name"]: row for row in describe_models()}
+    for row in client.get("/models").json():
+        assert row["label"] == shipped[row["name"]]["label"]
+        assert row["preprocess"] == shipped[row["name"]]["preprocess"]

@@ -5,7 +5,6 @@ Settings go in through ``METASEG_*`` environment variables, as an operator would
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -22,7 +21,6 @@ import pytest
 pytest.importorskip("fastapi", reason="the server extra is not installed (pip install -e '.[server]')")
 import httpx  # noqa: E402
 from openapi_spec_validator import validate  # noqa: E402
-from PIL import Image  # noqa: E402
 
 from metaseg_viewer.encoding import rle_decode  # noqa: E402
 from metaseg_viewer.inference import Predictor  # noqa: E402
@@ -30,12 +28,7 @@ from metaseg_viewer.io import encode_mask_png, read_scan, write_nifti  # noqa: E
 from metaseg_viewer.samples import make_slice, make_volume  # noqa: E402
 from metaseg_viewer.scan import Scan  # noqa: E402
 from live_server import REPO, free_port, start_server, stop  # noqa: E402
-
-
-def png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
+from factories import png_bytes as png  # noqa: E402
 
 
 @pytest.fixture(scope="module")

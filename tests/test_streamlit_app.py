@@ -6,28 +6,21 @@ test_streamlit_browser.py.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("streamlit", reason="the web extra is not installed (pip install -e '.[web]')")
-from PIL import Image  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from metaseg_viewer.inference import Predictor  # noqa: E402
 from metaseg_viewer.io import encode_mask_png, read_scan  # noqa: E402
 from metaseg_viewer.samples import make_slice  # noqa: E402
+from factories import png_bytes as png  # noqa: E402
 
 APP = str(Path(__file__).resolve().parents[1] / "streamlit_app" / "app.py")
 SLICE = make_slice(256, seed=5)
-
-
-def png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def page() -> AppTest:
@@ -161,3 +154,17 @@ def test_remote_mode_against_a_real_server_matches_the_local_core() -> None:
         assert metric(at, "Dice") == local  # 8-bit probabilities from the server, same mask at 3 decimals
     finally:
         stop(process)
+
+
+@pytest.mark.parametrize(("image", "truth", "expected"), [
+    (np.zeros((256, 256), np.uint8), SLICE.mask, "undefined (the prediction is empty)"),
+    (SLICE.image, np.zeros((256, 256), bool), "undefined (the true mask is empty)"),
+])
+def test_empty_prediction_or_truth_shows_hd95_as_the_core_words_it(image: np.ndarray, truth: np.ndarray,
+                                                                  expected: str) -> None:
+    at = page()
+    at.file_uploader(key="uploads").set_value(("flair.png", png(image), "image/png")).run()
+    at.file_uploader(key="truth").set_value(("truth.png", encode_mask_png(truth), "image/png")).run()
+    assert not at.exception and not at.error
+    assert metric(at, "HD95") == expected
+    assert metric(at, "Dice") == "0.000"

@@ -112,6 +112,25 @@ def test_cli_reports_user_mistakes_without_traceback(tmp_path: Path, capsys: pyt
     assert "nothing to resume" in capsys.readouterr().err
 
 
+def test_settings_errors_and_run_folder_errors_are_told_apart(tmp_path: Path) -> None:
+    from training.config import RunFolderError, TrainConfig, TrainingError, TrainingSettingsError
+    from training.loop import train
+
+    assert issubclass(RunFolderError, TrainingError) and issubclass(TrainingSettingsError, TrainingError)
+    assert not issubclass(TrainingSettingsError, RunFolderError)
+    with pytest.raises(TrainingSettingsError, match="crop must be at least 16"):
+        TrainConfig(data="", out="", crop=8)
+    with pytest.raises(RunFolderError, match="nothing to resume"):
+        train(TrainConfig(data=str(tmp_path), out=str(tmp_path / "r")), resume=True)
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "metrics.csv").write_text("")
+    with pytest.raises(RunFolderError, match="already holds a run"):
+        train(TrainConfig(data=str(tmp_path), out=str(tmp_path / "r")))
+    if not torch.cuda.is_available():
+        with pytest.raises(TrainingSettingsError, match="CUDA is not available"):
+            train(TrainConfig(data=str(tmp_path), out=str(tmp_path / "s"), device="cuda"))
+
+
 def test_split_is_by_patient_seeded_and_disjoint() -> None:
     volumes = [f"P{i}" for i in range(20) for _ in range(5)]
     train, val = split_volumes(volumes, 0.2, seed=3)
@@ -119,6 +138,23 @@ def test_split_is_by_patient_seeded_and_disjoint() -> None:
     assert len(val) == 4
     assert split_volumes(volumes, 0.2, seed=3) == (train, val)
     assert split_volumes(volumes, 0.2, seed=4) != (train, val)
+
+
+def test_schedule_by_epochs_and_by_wall_clock() -> None:
+    from training.config import TrainConfig
+    from training.schedule import Schedule, lr_at
+
+    cfg = TrainConfig(data="", out="", epochs=4, full_slice_fraction=0.5, val_every=2, val_from=0.5, lr=1.0)
+    by_epochs = Schedule(cfg)
+    assert [by_epochs.progress(e) for e in (0, 1, 2.5, 4, 5)] == [0.0, 0.25, 0.625, 1.0, 1.0]
+    assert [by_epochs.whole_slices(e) for e in range(4)] == [False, False, True, True]
+    assert [by_epochs.validation_due(e) for e in (1, 2, 3, 4)] == [False, True, False, True]
+    assert [by_epochs.ends(e) for e in (3, 4)] == [False, True]
+    assert lr_at(cfg, 0.0) == pytest.approx(0.05) and lr_at(cfg, 1.0) == pytest.approx(0.01)
+    # Under a budget the schedule follows the minutes spent, earlier sessions of the run included.
+    budget = Schedule(TrainConfig(data="", out="", epochs=100, minutes=10), minutes_before=7.5)
+    assert 0.75 <= budget.progress(1) < 0.76 and budget.whole_slices(1) and not budget.ends(1)
+    assert Schedule(TrainConfig(data="", out="", epochs=100, minutes=10), minutes_before=10).ends(1)
 
 
 def _train(data: Path, out: Path, *extra: str) -> int:
@@ -217,3 +253,42 @@ def test_train_on_real_slices(shared_data: Path, tmp_path: Path) -> None:
     assert _train(data, tmp_path / "run", "--epochs", "2", "--crop", "64", "--val-fraction", "0.34") == 0
     card = json.loads((tmp_path / "run" / "best.json").read_text())
     assert len(card["training"]["validation_patients"]) == 1
+
+
+def test_export_ensemble_writes_the_card_the_registry_reads(tmp_path: Path) -> None:
+    from metaseg_viewer.checkpoints import ModelCard, save_checkpoint
+    from metaseg_viewer.config import ModelConfig
+    from metaseg_viewer.models import build_model
+    from metaseg_viewer.registry import SINGLE_MODELS, read_ensemble_card
+    from training.export import export_ensemble
+
+    data = _write_flat(tmp_path / "data", patients=2, per_patient=1)
+    (tmp_path / "split.json").write_text(json.dumps({"seed": 0, "train": [], "validation": ["P0", "P1"]}))
+    to, config = tmp_path / "weights", ModelConfig("attention-unet", json.loads(TINY))
+    for seed, file in enumerate(SINGLE_MODELS.values()):
+        torch.manual_seed(seed)
+        card = ModelCard(name=file, model=config, training={"validation_patients": ["P1", "P0"]})
+        save_checkpoint(build_model(config), card, to / file)
+    ensemble = export_ensemble(list(SINGLE_MODELS), tmp_path / "split.json", str(data), to, command="test")
+    written = json.loads((to / "ensemble.json").read_text())
+    assert list(written) == ["card_format", "name", "description", "members", "inference", "metrics"]
+    assert written["members"] == list(SINGLE_MODELS)  # names in the file, card paths once read
+    assert written["metrics"]["validation"]["patients"] == 2 and written["metrics"]["measured_with"] == "test"
+    read = read_ensemble_card(to / "ensemble.json")
+    assert read.members == ensemble.members == tuple(to / f for f in SINGLE_MODELS.values())
+    assert (read.name, read.inference, read.description) == (ensemble.name, ensemble.inference, ensemble.description)
+
+
+def test_evaluation_hd95_follows_the_core_empty_convention(capsys: pytest.CaptureFixture[str]) -> None:
+    from training.evaluate import VolumePrediction, score
+
+    lesion = np.zeros((16, 16), np.float32)
+    lesion[4:8, 4:8] = 1.0
+    empty = np.zeros((16, 16), np.float32)
+    volumes = [VolumePrediction("missed", [1], [empty], [empty], [lesion > 0]),  # empty prediction
+               VolumePrediction("invented", [1], [empty], [lesion], [empty > 0]),  # empty truth
+               VolumePrediction("clean", [1], [empty], [empty], [empty > 0])]  # both empty
+    summary, rows = score(volumes, threshold=0.5, min_lesion_size=0)
+    assert [r["hd95_px"] for r in rows] == [None, None, 0.0]  # undefined, undefined, nothing to find
+    assert summary["hd95_median"] is None and summary["hd95_volumes"] == 0
+    json.dumps(summary, allow_nan=False)  # never NaN or Infinity in the JSON

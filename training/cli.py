@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 from metaseg_viewer.errors import MetaSegError
-from training.config import RunFolderError, TrainConfig
-from training.data import LayoutError
-
+from metaseg_viewer.registry import DEFAULT_MODEL, MODEL_NAMES, SINGLE_MODELS
+from training.config import TrainConfig, TrainingError
+from training.data import LayoutError, read_split
 
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +37,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
 def _other_parsers(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser("evaluate", help="score a model on every slice of a data folder",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ev.add_argument("--model", default="ensemble", help="unetpp, attention-unet, ensemble or a .safetensors checkpoint")
+    ev.add_argument("--model", default=DEFAULT_MODEL, help=f"one of {', '.join(MODEL_NAMES)} or a .safetensors checkpoint")
     ev.add_argument("--data", required=True, help="folder in the kaggle_3m or images/+masks/ layout")
     ev.add_argument("--split", type=Path, default=None, help="split.json of a run: evaluate its validation patients only")
     ev.add_argument("--json", type=Path, default=None, help="write the summary here (plus _volumes.csv and _sheet.png beside it)")
@@ -49,13 +49,13 @@ def _other_parsers(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--device", default=None)
     ex = sub.add_parser("export", help="tune a run's best checkpoint on its validation patients and ship it")
     ex.add_argument("--run", type=Path, required=True)
-    ex.add_argument("--name", required=True, choices=["unetpp", "attention-unet"])
+    ex.add_argument("--name", required=True, choices=list(SINGLE_MODELS))
     ex.add_argument("--to", type=Path, default=Path("src/metaseg_viewer/weights"))
     ex.add_argument("--data", default=None, help="default: the run's data folder")
     en = sub.add_parser("export-ensemble", help="tune the ensemble of shipped models and write its card")
     en.add_argument("--split", type=Path, required=True, help="split.json shared by the members' runs")
     en.add_argument("--data", required=True)
-    en.add_argument("--members", nargs="+", default=["unetpp", "attention-unet"])
+    en.add_argument("--members", nargs="+", default=list(SINGLE_MODELS))
     en.add_argument("--to", type=Path, default=Path("src/metaseg_viewer/weights"))
 
 
@@ -68,14 +68,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     settings = predictor.defaults.override(threshold=args.threshold, tta=args.tta, min_lesion_size=args.min_lesion_size)
     slices = find_slices(args.data)
     if args.split:
-        keep = set(json.loads(args.split.read_text())["validation"])
+        keep = set(read_split(args.split)[1])
         slices = [s for s in slices if s.volume in keep]
     predictions, seconds = predict_folder(predictor, slices, settings.tta)
     summary, rows = score(predictions, settings.threshold, settings.min_lesion_size)
     summary["seconds_per_slice"] = seconds
     print(f"model {predictor.name} ({predictor.version}), settings {settings.to_dict()}")
     for key, value in summary.items():
-        print(f"  {key:24s} {value:.4f}" if isinstance(value, float) else f"  {key:24s} {value}")
+        shown = f"{value:.4f}" if isinstance(value, float) else "undefined (no volume has both a prediction and a " \
+            "true lesion)" if value is None else value
+        print(f"  {key:24s} {shown}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m training " + shlex.join(sys.argv[1:] if argv is None else argv)
     try:
         return _run(args, command)
-    except (MetaSegError, LayoutError, RunFolderError) as exc:
+    except (MetaSegError, LayoutError, TrainingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
@@ -112,7 +114,8 @@ def _run(args: argparse.Namespace, command: str) -> int:
     if args.command == "export-ensemble":
         from training.export import export_ensemble
 
-        print(json.dumps(export_ensemble(args.members, args.split, args.data, args.to, command=command), indent=2))
+        ensemble = export_ensemble(args.members, args.split, args.data, args.to, command=command)
+        print(json.dumps(ensemble.to_dict(args.to), indent=2))
         return 0
     if args.command == "train":
         from training.loop import train

@@ -7,8 +7,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
-class RunFolderError(ValueError):
-    """A run folder that would be overwritten, one with nothing to resume, or invalid settings."""
+class TrainingError(ValueError):
+    """A run that cannot start as asked; ``python -m training`` prints the message as one line."""
+
+
+class RunFolderError(TrainingError):
+    """A run folder that would be overwritten, or one with nothing to resume."""
+
+
+class TrainingSettingsError(TrainingError):
+    """Settings that cannot train: a value out of range, a missing device, an unfit ``--init``."""
 
 
 @dataclass
@@ -53,7 +61,7 @@ class TrainConfig:
         if self.device is not None and not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
             problems.append(f"device must be cpu, cuda or cuda:N, got {self.device!r}")
         if problems:
-            raise RunFolderError("invalid training settings: " + "; ".join(problems))
+            raise TrainingSettingsError("invalid training settings: " + "; ".join(problems))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from metaseg_viewer.config import PreprocessConfig
-from metaseg_viewer.io import read_scan
+from metaseg_viewer.io import SUFFIXES, read_scan
 from metaseg_viewer.preprocessing import preprocess
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm"}
+#: Slice files: the core's accepted suffixes less NIfTI (a training slice is one 2-D file).
+IMAGE_SUFFIXES = {s for s in SUFFIXES if not s.startswith(".nii")}
 
 
 class LayoutError(ValueError):
@@ -114,12 +115,9 @@ def write_split(path: Path, train: list[str], val: list[str], seed: int) -> None
     path.write_text(json.dumps({"seed": seed, "train": train, "validation": val}, indent=1) + "\n")
 
 
-def read_split(path: Path, available: list[str]) -> tuple[list[str], list[str]]:
-    """The (train, validation) volumes of a saved split; every one must still be in the data."""
+def read_split(path: Path) -> tuple[list[str], list[str]]:
+    """The (train, validation) volumes of a ``split.json`` written by :func:`write_split`."""
     split = json.loads(path.read_text())
-    missing = sorted(set(split["train"] + split["validation"]) - set(available))
-    if missing:
-        raise LayoutError(f"patients of {path} are missing from the data folder: {missing[:5]}")
     return split["train"], split["validation"]
 
 

@@ -23,9 +23,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from metaseg_viewer.inference import Predictor, binarize
+from metaseg_viewer.inference import Predictor
+from metaseg_viewer.prediction import binarize
 from metaseg_viewer.io import read_scan
-from metaseg_viewer.lesions import lesion_scores
+from metaseg_viewer.lesions import lesion_scores, pool_lesion_scores
 from metaseg_viewer.metrics import dice, hd95, pooled_dice, pooled_iou, summarize_scores
 from metaseg_viewer.preprocessing import DISPLAY_PERCENTILES, window_to_uint8
 from metaseg_viewer.render import montage, overlay
@@ -73,49 +74,46 @@ def predict_folder(predictor: Predictor, slices: list[SliceFile], tta: bool) -> 
 
 def score(predictions: list[VolumePrediction], threshold: float, min_lesion_size: int) -> tuple[dict, list[dict]]:
     """Summary (the JSON keys of ``evaluate``) and one row per volume."""
-    rows = []
+    rows, lesions_per_volume = [], []
     all_pred, all_ref = [], []
-    found = true = hit = predicted = 0
-    lesion_dice_sum = lesion_dice_count = 0.0
     for v in predictions:
         pred = binarize(np.stack(v.probabilities), threshold, min_lesion_size, volume=False)
         ref = np.stack(v.references)
         all_pred += list(pred)
         all_ref += list(ref)
         lesions = lesion_scores(pred, ref)
-        found, true = found + lesions.tp_ref, true + lesions.n_ref
-        hit, predicted = hit + lesions.tp_pred, predicted + lesions.n_pred
-        scored = lesions.n_ref + lesions.fp_pred  # lesion-wise Dice is pooled over these
-        lesion_dice_sum += lesions.lesion_dice * scored
-        lesion_dice_count += scored
+        lesions_per_volume.append(lesions)
         rows.append({
             "volume": v.volume, "slices": len(ref), "dice": dice(pred, ref), "true_voxels": int(ref.sum()),
-            "predicted_voxels": int(pred.sum()), "hd95_px": hd95(pred, ref), "true_lesions": lesions.n_ref,
+            "predicted_voxels": int(pred.sum()), "hd95_px": _defined(hd95(pred, ref)), "true_lesions": lesions.n_ref,
             "found_lesions": lesions.tp_ref, "false_positive_lesions": lesions.fp_pred,
             "lesionwise_dice": lesions.lesion_dice,
         })
-    sensitivity = found / true if true else 1.0
-    precision = hit / predicted if predicted else (1.0 if not true else 0.0)
-    f1 = 0.0 if sensitivity + precision == 0 else 2 * sensitivity * precision / (sensitivity + precision)
+    pooled = pool_lesion_scores(lesions_per_volume)
     volume_dice = summarize_scores(r["dice"] for r in rows)
-    # HD95 is undefined when one side is empty (inf) and 0 when both are; the median is over
-    # volumes where it is defined and both sides have lesions.
-    defined = [r["hd95_px"] for r in rows if math.isfinite(r["hd95_px"]) and r["true_voxels"] and r["predicted_voxels"]]
+    # The core's HD95 convention (metaseg_viewer.metrics.hd95): 0 when both sides are empty,
+    # undefined (None here, never inf or NaN) when one is; the median is over volumes where both
+    # sides have lesions, None when there is none.
+    defined = [r["hd95_px"] for r in rows if r["hd95_px"] is not None and r["true_voxels"] and r["predicted_voxels"]]
     summary = {
         "pooled_dice": pooled_dice(all_pred, all_ref),
         "pooled_iou": pooled_iou(all_pred, all_ref),
         "per_volume_dice_mean": volume_dice.mean,
         "per_volume_dice_median": volume_dice.median,
-        "lesion_sensitivity": float(sensitivity),
-        "lesion_precision": float(precision),
-        "lesion_f1": float(f1),
-        "lesionwise_dice": lesion_dice_sum / lesion_dice_count if lesion_dice_count else 1.0,
-        "hd95_median": float(np.median(defined)) if defined else math.nan,
+        "lesion_sensitivity": pooled.sensitivity,
+        "lesion_precision": pooled.precision,
+        "lesion_f1": pooled.f1,
+        "lesionwise_dice": pooled.lesion_dice,
+        "hd95_median": float(np.median(defined)) if defined else None,
         "hd95_volumes": len(defined),
         "n_volumes": len(rows),
         "n_slices": len(all_ref),
     }
     return summary, rows
+
+
+def _defined(distance: float) -> float | None:
+    return distance if math.isfinite(distance) else None
 
 
 def tune(predictor: Predictor, slices: list[SliceFile], thresholds=None,

@@ -6,17 +6,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from metaseg_viewer.checkpoints import CARD_FORMAT, ModelCard, load_checkpoint, save_checkpoint
+from metaseg_viewer.checkpoints import ModelCard, load_checkpoint, save_checkpoint
 from metaseg_viewer.errors import CheckpointError
 from metaseg_viewer.config import InferenceConfig
 from metaseg_viewer.inference import Predictor, default_device
-from metaseg_viewer.registry import SINGLE_MODELS
-from training.data import LayoutError, find_slices
+from metaseg_viewer.registry import SINGLE_MODELS, EnsembleCard, write_ensemble_card
+from training.data import LayoutError, find_slices, read_split
 from training.evaluate import tune
 
 
 def _validation_slices(data: str, split_file: Path):
-    val = set(json.loads(split_file.read_text())["validation"])
+    val = set(read_split(split_file)[1])
     slices = [s for s in find_slices(data) if s.volume in val]
     if not slices:
         raise LayoutError(f"no slices of the {len(val)} validation patients of {split_file} found in {data}")
@@ -47,7 +47,7 @@ def export_run(run: Path, name: str, to: Path, data: str | None = None, command:
 
 
 def export_ensemble(members: list[str], split_file: Path, data: str, to: Path, name: str = "ensemble",
-                    command: str = "") -> dict:
+                    command: str = "") -> EnsembleCard:
     """Tune the ensemble of shipped ``members`` on the validation patients; write its card.
     Every member must have been validated on exactly these patients (none trained on them)."""
     slices, val = _validation_slices(data, split_file)
@@ -58,17 +58,16 @@ def export_ensemble(members: list[str], split_file: Path, data: str, to: Path, n
                              "is tuned only on patients none of its members trained on")
     predictor = Predictor(loaded, name, InferenceConfig(), default_device())
     settings, summary = tune(predictor, slices)
-    card = {
-        "card_format": CARD_FORMAT,
-        "name": name,
-        "description": "Mean of the probabilities of " + " and ".join(members) + " (FLAIR abnormality of lower-grade glioma).",
-        "members": members,
-        "inference": settings,
-        "metrics": {"validation": {**summary, "patients": len(val)},
-                    "note": "settings chosen on these validation patients; figures are optimistic",
-                    "measured_with": command},
-    }
-    (to / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
+    card = EnsembleCard(
+        name=name,
+        members=tuple(to / SINGLE_MODELS[m] for m in members),
+        inference=InferenceConfig(**settings),
+        description="Mean of the probabilities of " + " and ".join(members) + " (FLAIR abnormality of lower-grade glioma).",
+        metrics={"validation": {**summary, "patients": len(val)},
+                 "note": "settings chosen on these validation patients; figures are optimistic",
+                 "measured_with": command},
+    )
+    write_ensemble_card(card, to / f"{name}.json")
     return card
 
 

@@ -1,5 +1,10 @@
 """The training loop: one run folder, resumable, early-stopping, saving the best by validation.
 
+:func:`train` is a short sequence of steps, each owned by one module: the run folder's rules and
+the patient split (:mod:`training.run_folder`), the data, the network and its optimizer, the
+saved state on ``--resume`` (:mod:`training.state`), then the epochs, paced by
+:mod:`training.schedule`.
+
 Run folder contents: ``config.json``, ``split.json`` (patients on each side), ``metrics.csv`` (one
 row per epoch), ``curves.png``, ``best.safetensors``/``best.json`` (highest validation per-volume
 mean Dice), ``last.safetensors``/``last.json`` and ``state.pt`` (optimizer, schedule, counters,
@@ -9,12 +14,10 @@ random states; loaded with ``weights_only=True``) for ``--resume``.
 from __future__ import annotations
 
 import csv
-import json
-import math
 import platform
 import random
 import sys
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,64 +29,16 @@ from metaseg_viewer.checkpoints import ModelCard, load_checkpoint, read_card, sa
 from metaseg_viewer.config import ModelConfig, PreprocessConfig
 from metaseg_viewer.inference import default_device
 from metaseg_viewer.models import build_model
-from training.config import RunFolderError, TrainConfig
-from training.data import find_slices, load_slices, read_split, split_volumes, write_split
+from training.config import TrainConfig, TrainingSettingsError
+from training.data import SliceSet, find_slices, load_slices
+from training.run_folder import check_run_folder, choose_split, write_run_files
 from training.sampling import SliceSampler
+from training.schedule import Schedule
+from training.state import RunProgress, restore_state, save_state
 from training.validation import validate
 
 CSV_FIELDS = ["epoch", "phase", "train_loss", "lr", "val_pooled_dice", "val_volume_dice_mean",
               "val_volume_dice_median", "seconds"]
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _lr_at(cfg: TrainConfig, progress: float) -> float:
-    """Linear warm-up, then cosine decay to 1% at the end of the schedule (progress 0..1)."""
-    if progress < cfg.warmup_fraction:
-        return cfg.lr * max(0.05, progress / cfg.warmup_fraction)
-    t = (progress - cfg.warmup_fraction) / max(1e-9, 1 - cfg.warmup_fraction)
-    return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
-
-
-def hardware() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-
-def _card(cfg: TrainConfig, name: str, train: list[str], val: list[str], metrics: dict, minutes: float,
-          epoch: int, command: str, preprocess: PreprocessConfig, init: ModelCard | None = None) -> ModelCard:
-    """The card of a checkpoint of this run; a fine-tuned model's minutes include its starting model's."""
-    started_from = {} if init is None else {"started_from": {
-        "checkpoint": cfg.init, "sha256": init.sha256, "command": init.training.get("command"),
-        "minutes": init.training.get("minutes", 0.0)}}
-    minutes += 0.0 if init is None else float(init.training.get("minutes", 0.0))
-    return ModelCard(
-        name=name,
-        model=ModelConfig(cfg.arch, cfg.model_params),
-        preprocess=preprocess,
-        description=(
-            f"{cfg.arch} trained to segment FLAIR abnormality of lower-grade glioma on axial FLAIR "
-            "slices (LGG data set of Buda et al. 2019, TCGA-LGG). Not trained or validated on "
-            "metastases or any other lesion type."
-        ),
-        training={
-            "data": cfg.data,
-            "train_patients": len(train),
-            "validation_patients": val,
-            "command": command,
-            "epochs_completed": epoch,
-            "minutes": round(minutes, 1),
-            "hardware": hardware(),
-            "config": cfg.to_dict(),
-            **started_from,
-        },
-        metrics=metrics,
-    )
 
 
 def train(cfg: TrainConfig, resume: bool = False, command: str = "") -> Path:
@@ -92,168 +47,212 @@ def train(cfg: TrainConfig, resume: bool = False, command: str = "") -> Path:
 
     ``command`` is the command line that started the run, recorded in the model cards."""
     out = Path(cfg.out)
-    if resume and not (out / "state.pt").exists():
-        raise RunFolderError(f"nothing to resume in {out}: no state.pt (a run saves it after each completed epoch)")
-    if not resume and any((out / name).exists() for name in ("state.pt", "metrics.csv", "best.safetensors")):
-        raise RunFolderError(f"{out} already holds a run: continue it with --resume or choose a new --out")
-    device = cfg.device or default_device()
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RunFolderError(f"device {device!r} requested but CUDA is not available here; use --device cpu")
-    init_model, init_card = None, (read_card(cfg.init) if cfg.init else None)
-    if cfg.init and not resume:
-        init_model, init_card = load_checkpoint(cfg.init)
-        if init_card.model != ModelConfig(cfg.arch, cfg.model_params):
-            raise RunFolderError(f"--init {cfg.init} is a {init_card.model.arch} {init_card.model.params}, "
-                                 f"not the requested {cfg.arch} {cfg.model_params}")
+    check_run_folder(out, resume)
+    device = _device(cfg)
+    init_model, init_card = _starting_model(cfg, resume)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     _seed_everything(cfg.seed)
-
+    preprocess = PreprocessConfig()
     try:
         slices = find_slices(cfg.data)
-        if resume:  # the saved split, never a new one: patients must not change sides
-            train_vols, val_vols = read_split(out / "split.json", [s.volume for s in slices])
-        elif init_card is not None:  # fine-tuning keeps the starting model's validation patients unseen
-            val_vols = sorted(init_card.training.get("validation_patients", []))
-            train_vols = sorted(set(s.volume for s in slices) - set(val_vols))
-            if not val_vols or not train_vols:
-                raise RunFolderError(f"{cfg.init}: its card lists no validation patients, or they are all the data")
-            missing = set(val_vols) - set(s.volume for s in slices)
-            if missing:
-                raise RunFolderError(f"validation patients of {cfg.init} are missing from {cfg.data}: {sorted(missing)[:5]}")
-            write_split(out / "split.json", train_vols, val_vols, cfg.seed)
-            (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1) + "\n")
-        else:
-            train_vols, val_vols = split_volumes([s.volume for s in slices], cfg.val_fraction, cfg.seed)
-            write_split(out / "split.json", train_vols, val_vols, cfg.seed)
-            (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1) + "\n")
-        preprocess_cfg = PreprocessConfig()
-        train_set = load_slices([s for s in slices if s.volume in set(train_vols)], preprocess_cfg)
-        val_set = load_slices([s for s in slices if s.volume in set(val_vols)], preprocess_cfg)
+        train_vols, val_vols = choose_split(cfg, [s.volume for s in slices], resume, init_card)
+        if not resume:
+            write_run_files(out, cfg, train_vols, val_vols)
+        train_set = load_slices([s for s in slices if s.volume in set(train_vols)], preprocess)
+        val_set = load_slices([s for s in slices if s.volume in set(val_vols)], preprocess)
     except KeyboardInterrupt:
         print("\ninterrupted while loading data; nothing to save", flush=True)
         raise SystemExit(130) from None
     print(f"{len(train_set.images)} training slices ({len(train_vols)} patients), "
           f"{len(val_set.images)} validation slices ({len(val_vols)} patients), device {device}", flush=True)
 
+    nets = _build_nets(cfg, device, init_model)
+    sampler = SliceSampler(train_set, cfg.crop, cfg.lesion_fraction, cfg.seed)
+    progress = RunProgress(command=command)
+    if resume:
+        progress = restore_state(out / "state.pt", nets.model, nets.optimizer, nets.scaler, sampler.rng)
+        print(f"resumed at epoch {progress.epoch} (best per-volume Dice {progress.best:.4f})", flush=True)
+    run = _Run(cfg, out, train_vols, val_vols, preprocess, progress.command, init_card)
+    _run_epochs(run, nets, sampler, val_set, progress)
+    return out
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _device(cfg: TrainConfig) -> str:
+    device = cfg.device or default_device()
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainingSettingsError(f"device {device!r} requested but CUDA is not available here; use --device cpu")
+    return device
+
+
+def _starting_model(cfg: TrainConfig, resume: bool) -> tuple[torch.nn.Module | None, ModelCard | None]:
+    """The ``--init`` checkpoint: its card always (this run's cards name it), its weights only for
+    a new run (a resumed run continues from its own)."""
+    if not cfg.init:
+        return None, None
+    if resume:
+        return None, read_card(cfg.init)
+    model, card = load_checkpoint(cfg.init)
+    if card.model != ModelConfig(cfg.arch, cfg.model_params):
+        raise TrainingSettingsError(f"--init {cfg.init} is a {card.model.arch} {card.model.params}, "
+                                    f"not the requested {cfg.arch} {cfg.model_params}")
+    return model, card
+
+
+def hardware() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What the run's model cards record besides the weights and the metrics."""
+
+    cfg: TrainConfig
+    out: Path
+    train_vols: list[str]
+    val_vols: list[str]
+    preprocess: PreprocessConfig
+    command: str
+    init: ModelCard | None
+
+    def card(self, name: str, epochs_done: int, minutes: float, metrics: dict) -> ModelCard:
+        """A checkpoint's card; a fine-tuned model's minutes include its starting model's."""
+        cfg, init = self.cfg, self.init
+        started_from = {} if init is None else {"started_from": {
+            "checkpoint": cfg.init, "sha256": init.sha256, "command": init.training.get("command"),
+            "minutes": init.training.get("minutes", 0.0)}}
+        minutes += 0.0 if init is None else float(init.training.get("minutes", 0.0))
+        return ModelCard(
+            name=name,
+            model=ModelConfig(cfg.arch, cfg.model_params),
+            preprocess=self.preprocess,
+            description=(
+                f"{cfg.arch} trained to segment FLAIR abnormality of lower-grade glioma on axial FLAIR "
+                "slices (LGG data set of Buda et al. 2019, TCGA-LGG). Not trained or validated on "
+                "metastases or any other lesion type."
+            ),
+            training={
+                "data": cfg.data,
+                "train_patients": len(self.train_vols),
+                "validation_patients": self.val_vols,
+                "command": self.command,
+                "epochs_completed": epochs_done,
+                "minutes": round(minutes, 1),
+                "hardware": hardware(),
+                "config": cfg.to_dict(),
+                **started_from,
+            },
+            metrics=metrics,
+        )
+
+
+@dataclass(frozen=True)
+class _Nets:
+    """The network and what updates it, on one device; mixed precision on CUDA only."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    loss_fn: DiceCELoss
+    device: str
+
+
+def _build_nets(cfg: TrainConfig, device: str, init_model: torch.nn.Module | None) -> _Nets:
     model = build_model(ModelConfig(cfg.arch, cfg.model_params))
     if init_model is not None:
         model.load_state_dict(init_model.state_dict())
     model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    loss_fn = DiceCELoss(sigmoid=True, batch=True)
-    use_amp = device.startswith("cuda")
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    sampler = SliceSampler(train_set, cfg.crop, cfg.lesion_fraction, cfg.seed)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.startswith("cuda"))
+    return _Nets(model, optimizer, scaler, DiceCELoss(sigmoid=True, batch=True), device)
 
-    start_epoch, best, stale, minutes_before = 0, -1.0, 0, 0.0
-    history: list[dict] = []  # metrics.csv rows, saved inside state.pt so the CSV always matches it
-    if resume:
-        state = torch.load(out / "state.pt", map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        start_epoch, best, stale = int(state["epoch"]), float(state["best"]), int(state["stale"])
-        minutes_before = float(state["minutes"])
-        command = str(state["command"])  # the cards name the command that started the run
-        history = json.loads(state["history"])
-        torch.set_rng_state(state["torch_rng"])
-        if "cuda_rng" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(list(state["cuda_rng"]))
-        extra = json.loads(state["python_rng"])
-        sampler.rng.bit_generator.state = extra["sampler"]
-        np.random.set_state(tuple(extra["numpy"]))
-        random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in extra["random"]))
-        print(f"resumed at epoch {start_epoch} (best per-volume Dice {best:.4f})", flush=True)
 
-    t0 = time.perf_counter()
-    elapsed = lambda: minutes_before + (time.perf_counter() - t0) / 60  # noqa: E731
-    steps = max(1, cfg.samples_per_epoch // cfg.batch_size)
-    epoch = start_epoch
-
-    def progress(epoch_float: float) -> float:
-        """Fraction of the schedule done: by wall-clock with a budget, else by epochs. A time
-        budget keeps the whole schedule (warm-up, crops, whole slices, decay) inside it however
-        busy the machine is."""
-        by_epochs = epoch_float / cfg.epochs
-        if cfg.minutes:
-            return min(1.0, max(by_epochs, elapsed() / cfg.minutes))
-        return min(1.0, by_epochs)
-
-    def save_state(next_epoch: int) -> None:
-        """Everything --resume needs, written atomically (temporary file, then rename)."""
-        card = _card(cfg, "last", train_vols, val_vols, {}, elapsed(), next_epoch, command, preprocess_cfg, init_card)
-        save_checkpoint(model, card, out / "last")
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                 "epoch": next_epoch, "best": best, "stale": stale, "minutes": elapsed(),
-                 "torch_rng": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            state["cuda_rng"] = torch.cuda.get_rng_state_all()
-        rng = {"sampler": sampler.rng.bit_generator.state, "numpy": list(np.random.get_state()),
-               "random": list(random.getstate())}
-        rng["numpy"][1] = rng["numpy"][1].tolist()
-        state["python_rng"] = json.dumps(rng)
-        state["command"] = command
-        state["history"] = json.dumps(history)
-        torch.save(state, out / "state.pt.tmp")
-        (out / "state.pt.tmp").replace(out / "state.pt")
-
+def _run_epochs(run: _Run, nets: _Nets, sampler: SliceSampler, val_set: SliceSet, progress: RunProgress) -> None:
+    """Epochs until the schedule ends or validation stops improving, saving after each one."""
+    cfg = run.cfg
+    schedule = Schedule(cfg, progress.minutes)
+    epoch = progress.epoch
     try:
-        for epoch in range(start_epoch, cfg.epochs):
-            full = progress(epoch) >= 1 - cfg.full_slice_fraction
-            sampler.set_phase(None if full else cfg.crop, cfg.full_slice_lesion_fraction if full else cfg.lesion_fraction)
-            model.train()
-            losses = []
-            bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs} {'slices' if full else 'crops'}",
-                       file=sys.stdout, dynamic_ncols=True, mininterval=5)
-            for step in bar:
-                lr = _lr_at(cfg, progress(epoch + step / steps))
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                images, masks = sampler.batch(cfg.batch_size)
-                x = torch.from_numpy(images)[:, None].to(device)
-                y = torch.from_numpy(masks)[:, None].to(device)
-                optimizer.zero_grad(set_to_none=True)
-                with torch.autocast("cuda", enabled=use_amp):
-                    loss = loss_fn(model(x), y)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                losses.append(loss.item())
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", lr=f"{lr:.2e}")
-            row = {"epoch": epoch + 1, "phase": "slices" if full else "crops", "train_loss": float(np.mean(losses)),
-                   "lr": lr, "seconds": round(elapsed() * 60, 1)}
-            last_epoch = epoch + 1 == cfg.epochs or progress(epoch + 1) >= 1.0
-            if last_epoch or ((epoch + 1) % cfg.val_every == 0 and progress(epoch + 1) >= cfg.val_from):
-                scores = validate(model.eval(), val_set, device)
-                row.update({f"val_{k}": v for k, v in scores.items() if f"val_{k}" in CSV_FIELDS})
-                if scores["volume_dice_mean"] > best:
-                    best, stale = scores["volume_dice_mean"], 0
-                    metrics = {"validation": {**scores, "patients": len(val_vols), "epoch": epoch + 1}}
-                    save_checkpoint(model, _card(cfg, "best", train_vols, val_vols, metrics, elapsed(), epoch + 1, command, preprocess_cfg, init_card), out / "best")
-                else:
-                    stale += 1
-                print(f"epoch {epoch + 1}: loss {row['train_loss']:.4f} val per-volume Dice {scores['volume_dice_mean']:.4f} "
-                      f"pooled {scores['pooled_dice']:.4f} (best {best:.4f})", flush=True)
-            history.append(row)
-            save_state(epoch + 1)
-            _write_csv(out / "metrics.csv", history)
-            plot_curves(out)
-            if stale >= cfg.patience:
-                print(f"early stop: no improvement for {stale} validations", flush=True)
+        for epoch in range(progress.epoch, cfg.epochs):
+            whole = schedule.whole_slices(epoch)
+            sampler.set_phase(None if whole else cfg.crop, cfg.full_slice_lesion_fraction if whole else cfg.lesion_fraction)
+            loss, lr = _train_epoch(nets, sampler, schedule, epoch, whole)
+            row = {"epoch": epoch + 1, "phase": "slices" if whole else "crops", "train_loss": loss,
+                   "lr": lr, "seconds": round(schedule.minutes() * 60, 1)}
+            last = schedule.ends(epoch + 1)
+            if last or schedule.validation_due(epoch + 1):
+                _validate(run, nets, val_set, progress, row, schedule)
+            progress.history.append(row)
+            progress.epoch, progress.minutes = epoch + 1, schedule.minutes()
+            save_checkpoint(nets.model, run.card("last", progress.epoch, progress.minutes, {}), run.out / "last")
+            save_state(run.out / "state.pt", progress, nets.model, nets.optimizer, nets.scaler, sampler.rng)
+            _write_csv(run.out / "metrics.csv", progress.history)
+            plot_curves(run.out)
+            if progress.stale >= cfg.patience:
+                print(f"early stop: no improvement for {progress.stale} validations", flush=True)
                 break
-            if last_epoch:
-                print(f"schedule complete after epoch {epoch + 1} ({elapsed():.1f} min)", flush=True)
+            if last:
+                print(f"schedule complete after epoch {epoch + 1} ({schedule.minutes():.1f} min)", flush=True)
                 break
     except KeyboardInterrupt:
         # The state of the last completed epoch is already on disk; saving mid-epoch weights
         # under an epoch boundary would make --resume replay steps.
-        done = "nothing completed yet" if epoch == start_epoch and not (out / "state.pt").exists() else \
+        done = "nothing completed yet" if not (run.out / "state.pt").exists() else \
             f"--resume continues from the end of epoch {epoch}"
-        print(f"\ninterrupted during epoch {epoch + 1}: {done} ({out})", flush=True)
+        print(f"\ninterrupted during epoch {epoch + 1}: {done} ({run.out})", flush=True)
         raise SystemExit(130) from None
-    return out
+
+
+def _train_epoch(nets: _Nets, sampler: SliceSampler, schedule: Schedule, epoch: int, whole: bool) -> tuple[float, float]:
+    """One epoch of optimizer steps (the learning rate set before each); returns the mean loss
+    and the last learning rate."""
+    cfg = schedule.cfg
+    steps = max(1, cfg.samples_per_epoch // cfg.batch_size)
+    use_amp = nets.device.startswith("cuda")
+    nets.model.train()
+    losses = []
+    bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs} {'slices' if whole else 'crops'}",
+               file=sys.stdout, dynamic_ncols=True, mininterval=5)
+    for step in bar:
+        lr = schedule.lr(epoch + step / steps)
+        for group in nets.optimizer.param_groups:
+            group["lr"] = lr
+        images, masks = sampler.batch(cfg.batch_size)
+        x = torch.from_numpy(images)[:, None].to(nets.device)
+        y = torch.from_numpy(masks)[:, None].to(nets.device)
+        nets.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", enabled=use_amp):
+            loss = nets.loss_fn(nets.model(x), y)
+        nets.scaler.scale(loss).backward()
+        nets.scaler.step(nets.optimizer)
+        nets.scaler.update()
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", lr=f"{lr:.2e}")
+    return float(np.mean(losses)), lr
+
+
+def _validate(run: _Run, nets: _Nets, val_set: SliceSet, progress: RunProgress, row: dict, schedule: Schedule) -> None:
+    """Score the validation patients into ``row``; a new best is saved as ``best``, otherwise the
+    validation counts towards early stopping."""
+    scores = validate(nets.model.eval(), val_set, nets.device)
+    row.update({f"val_{k}": v for k, v in scores.items() if f"val_{k}" in CSV_FIELDS})
+    if scores["volume_dice_mean"] > progress.best:
+        progress.best, progress.stale = scores["volume_dice_mean"], 0
+        metrics = {"validation": {**scores, "patients": len(run.val_vols), "epoch": row["epoch"]}}
+        save_checkpoint(nets.model, run.card("best", row["epoch"], schedule.minutes(), metrics), run.out / "best")
+    else:
+        progress.stale += 1
+    print(f"epoch {row['epoch']}: loss {row['train_loss']:.4f} val per-volume Dice {scores['volume_dice_mean']:.4f} "
+          f"pooled {scores['pooled_dice']:.4f} (best {progress.best:.4f})", flush=True)
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:

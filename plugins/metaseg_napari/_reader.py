@@ -11,12 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from metaseg_viewer.errors import InputError
-from metaseg_viewer.io import read_scan
+from metaseg_viewer.io import SUFFIXES, read_scan
 from metaseg_viewer.segment import output_stem
 from metaseg_napari._layers import mask_layer_data, scan_layer_data
 
 LayerData = tuple
-SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".nii", ".nii.gz")
 
 
 def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerData]] | None:

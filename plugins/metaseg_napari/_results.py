@@ -1,6 +1,8 @@
-"""A segmentation the widget keeps: probabilities, the threshold's mask, and the user's edits.
+"""A segmentation the widget keeps: the core's Prediction for one image layer, and the user's edits.
 
-No Qt here: the rules that protect manual edits are plain functions, tested on arrays.
+No Qt here. Thresholding and the edit-keeping rule are the core's
+(:meth:`metaseg_viewer.prediction.Prediction.rethreshold`, :func:`~metaseg_viewer.prediction.carry_edits`);
+this module only holds them per labels layer.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from metaseg_viewer.config import InferenceConfig
-from metaseg_viewer.inference import Predictor, binarize
+from metaseg_viewer.inference import Predictor
+from metaseg_viewer.prediction import Prediction, carry_edits
 from metaseg_viewer.scan import Scan
 
 _predictors: dict[str, Predictor] = {}
@@ -31,59 +33,51 @@ def predictor(name: str) -> Predictor:
         return _predictors[name]
 
 
-def run_model(name: str, pixels: np.ndarray, tta: bool | None, progress: Callable[[int, int], None],
-              cancel: threading.Event) -> tuple[np.ndarray, str, InferenceConfig]:
-    """Probabilities of ``pixels`` ``(Z, H, W)``; runs in a worker thread, never touches Qt."""
-    model = predictor(name)
+def run_model(name: str, scan: Scan, tta: bool | None, progress: Callable[[int, int], None],
+              cancel: threading.Event) -> Prediction:
+    """The model card's prediction of ``scan`` (``tta`` None: the card's); runs in a worker
+    thread, never touches Qt."""
 
     def report(done: int, total: int) -> None:
         if cancel.is_set():
             raise Cancelled("segmentation cancelled")
         progress(done, total)
 
-    use_tta = model.defaults.tta if tta is None else tta
-    probabilities, _ = model.probabilities(pixels, use_tta, report)
-    return probabilities.astype(np.float32), model.version, model.defaults
+    return predictor(name).predict(scan, tta=tta, progress=report)
 
 
 @dataclass
-class Segmentation:
-    """One model's result on one image layer. ``derived`` is what the current threshold gives
-    (before edits): any labels pixel that differs from it is a manual edit."""
+class LayerResult:
+    """One model's prediction on one image layer. ``prediction.mask`` is what the current
+    settings give before edits: any labels pixel that differs from it is a manual edit."""
 
     model: str
-    version: str
     scan: Scan
-    probabilities: np.ndarray  # float32 (Z, H, W)
-    threshold: float
-    min_size: int
-    derived: np.ndarray  # bool (Z, H, W)
+    prediction: Prediction
 
-    @classmethod
-    def create(cls, model: str, version: str, scan: Scan, probabilities: np.ndarray,
-               defaults: InferenceConfig) -> Segmentation:
-        derived = binarize(probabilities, defaults.threshold, defaults.min_lesion_size, volume=scan.is_volume)
-        return cls(model, version, scan, probabilities, defaults.threshold, defaults.min_lesion_size, derived)
+    @property
+    def probabilities(self) -> np.ndarray:
+        return self.prediction.probabilities
+
+    @property
+    def threshold(self) -> float:
+        return self.prediction.settings.threshold
 
     def labels(self) -> np.ndarray:
-        return self.derived.astype(np.uint8)
+        return self.prediction.mask.astype(np.uint8)
 
     def rethreshold(self, threshold: float, labels: np.ndarray, keep_edits: bool = True) -> np.ndarray:
-        """Labels for a new threshold from the stored probabilities (no network); where the user
-        edited ``labels`` (they differ from the old threshold's mask) their pixels are kept."""
-        new = binarize(self.probabilities, threshold, self.min_size, volume=self.scan.is_volume)
-        result = new.astype(np.uint8)
-        if keep_edits:
-            edited = (labels != 0) != self.derived
-            result = np.where(edited, labels, result).astype(np.uint8)
-        self.derived, self.threshold = new, threshold
-        return result
+        """Labels ``(Z, H, W)`` for a new threshold from the stored probabilities (no network);
+        with ``keep_edits`` the pixels the user changed in ``labels`` keep the user's value."""
+        before, self.prediction = self.prediction, self.prediction.rethreshold(threshold)
+        if not keep_edits:
+            return self.labels()
+        return carry_edits(labels, before.mask, self.prediction.mask)
 
     def update_slice(self, z: int, probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        """Put a newly segmented slice ``z`` in; other slices (and their edits) stay as they are."""
-        self.probabilities[z] = probabilities
-        new = binarize(self.probabilities[z : z + 1], self.threshold, self.min_size)[0]
-        self.derived[z] = new
-        labels = labels.copy()
-        labels[z] = new
-        return labels
+        """Put a newly segmented slice ``z`` in: that slice shows the new result; elsewhere the
+        user's edits are kept (for a volume a 3-D component through ``z`` may change there too)."""
+        before, self.prediction = self.prediction, self.prediction.with_slice(z, probabilities)
+        result = carry_edits(labels, before.mask, self.prediction.mask)
+        result[z] = self.prediction.mask[z]
+        return result

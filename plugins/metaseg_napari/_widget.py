@@ -34,13 +34,16 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from metaseg_viewer.evaluation import compare_models, score_against
+from metaseg_viewer.evaluation import compare_models, hd95_text, score_against
+from metaseg_viewer.prediction import Prediction
+from metaseg_viewer.registry import MODEL_LABELS, SINGLE_MODELS, model_label
+from metaseg_viewer.scan import Scan
 from metaseg_viewer.segment import lesion_rows
 from metaseg_napari._layers import SCAN_KEY, as_stack, like_layer, scan_of_layer
-from metaseg_napari._results import Cancelled, Segmentation, run_model
+from metaseg_napari._results import Cancelled, LayerResult, run_model
 from metaseg_napari._writer import write_labels
 
-MODELS = {"ensemble": "Ensemble", "unetpp": "U-Net++", "attention-unet": "Attention U-Net"}
+COMPARED = tuple(SINGLE_MODELS)  # the two networks "Compare" runs
 RESULT_KEY = "metaseg_result"
 DISAGREEMENT = {0: "transparent", 1: "orange", 2: "deepskyblue"}
 
@@ -73,7 +76,7 @@ class SegmentationWidget(QWidget):
         run = QGroupBox("Segment")
         form = QFormLayout(run)
         self.image_combo, self.model_combo = QComboBox(), QComboBox()
-        for name, label in MODELS.items():
+        for name, label in MODEL_LABELS.items():
             self.model_combo.addItem(label, name)
         self.tta = QCheckBox("Test-time augmentation (flip)")
         self.tta.setTristate(False)
@@ -140,7 +143,7 @@ class SegmentationWidget(QWidget):
         self.score_label = QLabel("")
         self.score_label.setWordWrap(True)
         form.addRow(self.score_label)
-        self.compare_button = QPushButton("Compare U-Net++ and Attention U-Net")
+        self.compare_button = QPushButton("Compare " + " and ".join(model_label(m) for m in COMPARED))
         self.compare_button.clicked.connect(self.compare)
         form.addRow(self.compare_button)
         self.compare_label = QLabel("")
@@ -190,7 +193,7 @@ class SegmentationWidget(QWidget):
         if layer is None:
             self.table.setRowCount(0)
             return
-        seg: Segmentation = layer.metadata[RESULT_KEY]
+        seg: LayerResult = layer.metadata[RESULT_KEY]
         self.threshold.blockSignals(True)
         self.threshold.setValue(int(round(seg.threshold * 100)))
         self.threshold.blockSignals(False)
@@ -205,11 +208,12 @@ class SegmentationWidget(QWidget):
             return
         image, scan = chosen
         z = int(self.viewer.dims.current_step[0]) if scan.n_slices > 1 and not whole_stack else None
-        pixels = scan.pixels if z is None else scan.pixels[z : z + 1]
+        target = scan if z is None else Scan(pixels=scan.pixels[z : z + 1], spacing=scan.spacing,
+                                             is_volume=scan.is_volume, source=scan.source)
         model = self.model_combo.currentData()
         tta = None if self.tta_default.isChecked() else self.tta.isChecked()
-        self._start(lambda: run_model(model, pixels, tta, self._progress.changed.emit, self._cancel),
-                    lambda out: self._add_result(image, scan, model, z, *out))
+        self._start(lambda: run_model(model, target, tta, self._progress.changed.emit, self._cancel),
+                    lambda prediction: self._add_result(image, scan, model, z, prediction))
 
     def _chosen_image(self):
         """The chosen image layer and its Scan, or None after telling the user what is wrong."""
@@ -273,23 +277,30 @@ class SegmentationWidget(QWidget):
         self._worker = None
         self._set_busy(False)
 
-    def _add_result(self, image: Image, scan, model: str, z: int | None, probabilities, version, defaults) -> None:
-        layer_name = f"{image.name} lesions ({MODELS[model]})"
+    def _add_result(self, image: Image, scan: Scan, model: str, z: int | None, prediction: Prediction) -> None:
+        """Show a prediction of the whole ``scan``, or of its slice ``z`` (merged into an existing result)."""
+        layer_name = f"{image.name} lesions ({model_label(model)})"
+        probability_name = f"{image.name} probability ({model_label(model)})"
         existing = self.viewer.layers[layer_name] if layer_name in self.viewer.layers else None
         if existing is not None and z is not None and RESULT_KEY in existing.metadata:
-            seg: Segmentation = existing.metadata[RESULT_KEY]
-            labels = seg.update_slice(z, probabilities[0], as_stack(existing.data))
+            seg: LayerResult = existing.metadata[RESULT_KEY]
+            labels = seg.update_slice(z, prediction.probabilities[0], as_stack(existing.data))
             self._set_labels(existing, labels)
-            self.viewer.layers[f"{image.name} probability ({MODELS[model]})"].data = like_layer(seg.probabilities, image.ndim)
+            self.viewer.layers[probability_name].data = like_layer(seg.probabilities, image.ndim)
             self.refresh_table()
+            self._autosave()
             return
         if z is not None:  # one slice of a stack: the rest stays empty until segmented
             full = np.zeros(scan.shape, np.float32)
-            full[z] = probabilities[0]
-            probabilities = full
-        seg = Segmentation.create(model, version, scan, probabilities, defaults)
+            full[z] = prediction.probabilities[0]
+            prediction = Prediction.from_probabilities(full, prediction.settings, scan.is_volume,
+                                                       model_name=prediction.model_name,
+                                                       model_version=prediction.model_version)
+        seg = LayerResult(model, scan, prediction)
         scale, translate = image.scale, image.translate
-        self.viewer.add_image(like_layer(probabilities, image.ndim), name=f"{image.name} probability ({MODELS[model]})",
+        if probability_name in self.viewer.layers:
+            self.viewer.layers.remove(probability_name)
+        self.viewer.add_image(like_layer(seg.probabilities, image.ndim), name=probability_name,
                               colormap="inferno", blending="additive", opacity=0.5, contrast_limits=(0, 1),
                               scale=scale, translate=translate, visible=False)
         if existing is not None:
@@ -316,7 +327,7 @@ class SegmentationWidget(QWidget):
         layer = self.current_result()
         if layer is None:
             return
-        seg: Segmentation = layer.metadata[RESULT_KEY]
+        seg: LayerResult = layer.metadata[RESULT_KEY]
         labels = seg.rethreshold(value / 100, as_stack(layer.data), keep_edits=self.keep_edits.isChecked())
         self._set_labels(layer, labels)
         self.refresh_table()
@@ -330,7 +341,7 @@ class SegmentationWidget(QWidget):
         layer = self.current_result()
         if layer is None:
             return []
-        seg: Segmentation = layer.metadata[RESULT_KEY]
+        seg: LayerResult = layer.metadata[RESULT_KEY]
         return lesion_rows(seg.scan, as_stack(layer.data) != 0, seg.probabilities)
 
     def refresh_table(self) -> None:
@@ -377,13 +388,11 @@ class SegmentationWidget(QWidget):
             show_error(f"{truth_name} is {truth.shape[1:]} x {truth.shape[0]} slices but the segmentation is "
                        f"{pred.shape[1:]} x {pred.shape[0]}; choose a mask of the same image")
             return None
-        seg: Segmentation = layer.metadata[RESULT_KEY]
+        seg: LayerResult = layer.metadata[RESULT_KEY]
         scores = score_against(pred, truth, seg.scan.spacing)
         les = scores["lesions"]
-        hd = scores["hd95"]
-        hd_text = "n/a" if hd != hd else f"{hd:.1f} {scores['hd95_unit']}"
         self.score_label.setText(
-            f"Dice {scores['dice']:.3f} · IoU {scores['iou']:.3f} · HD95 {hd_text}\n"
+            f"Dice {scores['dice']:.3f} · IoU {scores['iou']:.3f} · HD95 {hd95_text(scores)}\n"
             f"lesions found {les['tp_ref']} of {les['n_ref']} · false positives {les['fp_pred']} · "
             f"lesion-wise F1 {les['f1']:.3f}")
         return scores
@@ -396,16 +405,15 @@ class SegmentationWidget(QWidget):
         image, scan = chosen
 
         def job():
-            return [run_model(m, scan.pixels, None, self._progress.changed.emit, self._cancel)
-                    for m in ("unetpp", "attention-unet")]
+            return [run_model(m, scan, None, self._progress.changed.emit, self._cancel) for m in COMPARED]
 
         self._start(job, lambda outs: self._add_comparison(image, scan, outs))
 
-    def _add_comparison(self, image: Image, scan, outs) -> None:
-        masks = []
-        for model, (probabilities, version, defaults) in zip(("unetpp", "attention-unet"), outs):
-            self._add_result(image, scan, model, None, probabilities, version, defaults)
-            masks.append(Segmentation.create(model, version, scan, probabilities, defaults).derived)
+    def _add_comparison(self, image: Image, scan: Scan, predictions: list[Prediction]) -> None:
+        """Each network's result layer at its card's settings, and where the two disagree."""
+        for model, prediction in zip(COMPARED, predictions):
+            self._add_result(image, scan, model, None, prediction)
+        masks = [p.mask for p in predictions]
         disagreement = np.where(masks[0] & ~masks[1], 1, np.where(~masks[0] & masks[1], 2, 0)).astype(np.uint8)
         layer_name = f"{image.name} disagreement"
         if layer_name in self.viewer.layers:
@@ -416,9 +424,10 @@ class SegmentationWidget(QWidget):
                                translate=image.translate, opacity=0.7,
                                colormap=DirectLabelColormap(color_dict={**DISAGREEMENT, None: "transparent"}))
         stats = compare_models(masks[0], masks[1])
+        first, second = (model_label(m) for m in COMPARED)
         self.compare_label.setText(
-            f"Dice between the models {stats['dice_between']:.3f}; U-Net++ only (orange) {stats['first_only']} px, "
-            f"Attention U-Net only (blue) {stats['second_only']} px, both {stats['both']} px")
+            f"Dice between the models {stats['dice_between']:.3f}; {first} only (orange) {stats['first_only']} px, "
+            f"{second} only (blue) {stats['second_only']} px, both {stats['both']} px")
 
     # --- keeping the mask ----------------------------------------------------------------------
     def export(self, path: str | None = None) -> str | None:

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 
-from server.engine import Options
+from metaseg_viewer.registry import DEFAULT_MODEL, MODEL_NAMES
+from server.engine import MaskFormat, Options
 
 
 class OptionFields(BaseModel):
     model_config = {"extra": "ignore"}
 
-    model: str | None = Field(None, description="unetpp, attention-unet or ensemble (default: the server's)",
-                              examples=["ensemble"])
+    model: str | None = Field(None, description=f"a model this server loaded, see GET /models (shipped: "
+                                                f"{', '.join(MODEL_NAMES)}; default: the server's)",
+                              examples=[DEFAULT_MODEL])
     threshold: float | None = Field(None, gt=0, lt=1, description="probability cut-off (default: the model card's)",
                                     examples=[0.5])
     tta: bool | None = Field(None, description="flip test-time augmentation (default: the model card's)")
@@ -24,7 +26,7 @@ class OptionFields(BaseModel):
 
 
 class PredictFields(OptionFields):
-    format: Literal["auto", "png", "nifti", "json"] = Field(
+    format: MaskFormat = Field(
         "auto", description="auto: PNG mask for a 2-D image, NIfTI (.nii.gz) for a volume; json: a JSON document")
     probabilities: bool = Field(False, description="with format=json, also the probability map (8-bit, "
                                                    "metaseg_viewer.encoding.decode_probabilities reads it)")
@@ -47,18 +49,21 @@ async def _merged(request: Request, query: BaseModel, kind: type[OptionFields]) 
     return kind.model_validate({**form_fields, **from_query})
 
 
-def _options(fields: OptionFields) -> Options:
-    return Options(model=fields.model, threshold=fields.threshold, tta=fields.tta, min_lesion_size=fields.min_lesion_size)
+def _options(request: Request, fields: OptionFields) -> Options:
+    """An unknown model is a 422 here, before the route queues any work."""
+    return Options(predictor=request.app.state.engine.predictor(fields.model), threshold=fields.threshold,
+                   tta=fields.tta, min_lesion_size=fields.min_lesion_size)
 
 
-async def predict_options(request: Request, query: Annotated[PredictFields, Query()]) -> tuple[Options, str, bool]:
+async def predict_options(request: Request,
+                          query: Annotated[PredictFields, Query()]) -> tuple[Options, MaskFormat, bool]:
     fields = await _merged(request, query, PredictFields)
     assert isinstance(fields, PredictFields)
     if fields.probabilities and fields.format != "json":
         raise RequestValidationError([{"loc": ("query", "probabilities"), "type": "value_error",
                                        "msg": "probabilities=true needs format=json"}])
-    return _options(fields), fields.format, fields.probabilities
+    return _options(request, fields), fields.format, fields.probabilities
 
 
 async def model_options(request: Request, query: Annotated[OptionFields, Query()]) -> Options:
-    return _options(await _merged(request, query, OptionFields))
+    return _options(request, await _merged(request, query, OptionFields))

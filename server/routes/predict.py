@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, File, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
 from metaseg_viewer.errors import MetaSegError
-from server.engine import Engine, Options, OptionError
+from server.engine import Engine, MaskFormat, Options, OptionError
 from server.errors import status_for
 from server.routes.options import model_options, predict_options
 from server.schemas import ERROR_RESPONSES, BatchItem, BatchResult, EvaluationResult, PredictionResult
@@ -40,17 +40,17 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)[:120] or "mask"
 
 
-async def _predict(request: Request, file: UploadFile, options_and_format: tuple[Options, str, bool]) -> Response:
+async def _predict(request: Request, file: UploadFile,
+                   options_and_format: tuple[Options, MaskFormat, bool]) -> Response:
     engine = _engine(request)
     options, fmt, with_probabilities = options_and_format
-    engine.predictor(options.model)  # an unknown model is a 422 before any work is queued
     data, name = await file.read(), _name(file, "upload")
 
     def job() -> tuple[dict, tuple[bytes, str, str] | None]:
-        seg = engine.segment(data, name, options, one_slice=fmt == "png")
+        seg = engine.segment(data, name, options, fmt)
         if fmt == "json":
             return seg.summary(with_probabilities=with_probabilities), None
-        return seg.summary(with_mask=False), seg.mask_file(fmt)  # type: ignore[arg-type]
+        return seg.summary(with_mask=False), seg.mask_file()
 
     summary, mask = await request.app.state.queue.run(job)
     request.state.log.update(model=summary["model"], shape=summary["shape"], lesions=summary["lesion_count"],
@@ -67,7 +67,7 @@ async def _predict(request: Request, file: UploadFile, options_and_format: tuple
 
 @router.post("/predict", responses=_MASK_RESPONSES, response_class=Response, summary="Segment one image or volume")
 async def predict(request: Request, file: Annotated[UploadFile, File(description="PNG, JPEG, TIFF, DICOM or NIfTI")],
-                  options: Annotated[tuple[Options, str, bool], Depends(predict_options)]) -> Response:
+                  options: Annotated[tuple[Options, MaskFormat, bool], Depends(predict_options)]) -> Response:
     """Segment FLAIR abnormality (lower-grade glioma) in one upload.
 
     Options (`model`, `threshold`, `tta`, `min_lesion_size`, `format`) may be query parameters or
@@ -78,7 +78,8 @@ async def predict(request: Request, file: Annotated[UploadFile, File(description
 
 @router.post("/predict/", include_in_schema=False)
 async def predict_with_slash(request: Request, file: Annotated[UploadFile, File()],
-                             options: Annotated[tuple[Options, str, bool], Depends(predict_options)]) -> Response:
+                             options: Annotated[tuple[Options, MaskFormat, bool],
+                                                Depends(predict_options)]) -> Response:
     """The address of the original brief (``http://127.0.0.1:8000/predict/``), kept for its clients."""
     return await _predict(request, file, options)
 
@@ -90,7 +91,6 @@ async def predict_batch(request: Request,
     """One JSON result per file, in order. A bad file gets an error entry (with the status it
     would have had alone); the other files are still segmented."""
     engine = _engine(request)
-    engine.predictor(options.model)
     limit = engine.settings.max_batch_files
     if len(files) > limit:
         raise OptionError(f"{len(files)} files in one batch; accepted: at most {limit} (METASEG_MAX_BATCH_FILES)")
@@ -121,7 +121,6 @@ async def evaluate(request: Request,
                    options: Annotated[Options, Depends(model_options)]) -> EvaluationResult:
     """Prediction plus Dice, IoU, HD95 and lesion-wise sensitivity, precision, F1 and Dice."""
     engine = _engine(request)
-    engine.predictor(options.model)
     data, name = await file.read(), _name(file, "upload")
     truth, truth_name = await mask.read(), _name(mask, "mask")
     result = await request.app.state.queue.run(lambda: engine.evaluate(data, name, truth, truth_name, options))

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from server.auth import require_api_key
 from server.schemas import ERROR_RESPONSES, Health, ModelInfo, Ready
 
 router = APIRouter()
@@ -26,7 +25,7 @@ async def ready(request: Request) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=200 if engine is not None else 503)
 
 
-@router.get("/models", response_model=list[ModelInfo], dependencies=[Depends(require_api_key)],
+@router.get("/models", response_model=list[ModelInfo],
             responses={401: ERROR_RESPONSES[401]}, summary="Loaded models and their validation figures")
 async def models(request: Request) -> list[ModelInfo]:
     """Names, architectures, checksums and the model cards' metrics (LGG FLAIR validation patients)."""

@@ -23,7 +23,9 @@ def _segment(args: argparse.Namespace) -> int:
 
     try:
         predictor = Predictor.load(args.model, device=args.device)
-        predictor.defaults.override(threshold=args.threshold, tta=args.tta, min_lesion_size=args.min_lesion_size)
+        # The card's settings with the user's overrides, checked once before any file is read.
+        settings = predictor.defaults.override(threshold=args.threshold, tta=args.tta,
+                                               min_lesion_size=args.min_lesion_size)
     except MetaSegError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -42,8 +44,8 @@ def _segment(args: argparse.Namespace) -> int:
                 bar.refresh()
 
             try:
-                result = segment_file(predictor, source, args.out, args.threshold, args.tta, args.min_lesion_size,
-                                      args.channel, progress, stem)
+                result = segment_file(predictor, source, args.out, settings.threshold, settings.tta,
+                                      settings.min_lesion_size, args.channel, progress, stem)
             except MetaSegError as exc:
                 error = str(exc) if str(exc).startswith(str(source)) else f"{source}: {exc}"
             except OSError as exc:

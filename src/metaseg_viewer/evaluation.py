@@ -1,11 +1,13 @@
 """Score one prediction against a true mask the user supplies: what every app shows.
 
 The server's ``/evaluate``, the Streamlit page and the napari widget all call
-:func:`score_against`, so a Dice shown anywhere is the same number.
+:func:`score_against` (and show its HD95 with :func:`hd95_text`), so a score shown anywhere is
+the same number, with the same words for the empty cases.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -35,7 +37,9 @@ def score_against(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, float
 
     A one-slice pair is scored in 2-D, more slices in 3-D (a lesion spanning slices is one
     lesion). HD95 is in millimetres when ``spacing`` is known (every value finite and > 0),
-    else in pixels (``hd95_unit``); it is NaN when either mask is empty, inf when only one is.
+    else in pixels (``hd95_unit``). Empty masks follow :func:`metaseg_viewer.metrics.hd95`:
+    both empty → 0.0; exactly one empty → ``None`` here (the distance is undefined; ``None``
+    keeps every answer JSON-safe — never NaN or inf). :func:`hd95_text` words it for display.
     """
     pred, ref = np.asarray(pred, bool), np.asarray(ref, bool)
     if pred.shape != ref.shape:
@@ -45,15 +49,26 @@ def score_against(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, float
         spacing = None if spacing is None else tuple(spacing[1:])
     known = spacing is not None and all(np.isfinite(s) and s > 0 for s in spacing)
     spacing_used = tuple(float(s) for s in spacing) if known else None
+    distance = hd95(pred, ref, spacing_used)
     return {
         "dice": dice(pred, ref),
         "iou": iou(pred, ref),
-        "hd95": hd95(pred, ref, spacing_used),
+        "hd95": distance if math.isfinite(distance) else None,
         "hd95_unit": "mm" if spacing_used is not None else "px",
         "true_voxels": int(ref.sum()),
         "predicted_voxels": int(pred.sum()),
         "lesions": lesion_scores(pred, ref).as_dict(),
     }
+
+
+def hd95_text(scores: dict[str, Any]) -> str:
+    """The HD95 of :func:`score_against`'s ``scores`` as every app shows it, empty cases named."""
+    pred_empty, ref_empty = scores["predicted_voxels"] == 0, scores["true_voxels"] == 0
+    if pred_empty and ref_empty:
+        return f"0.0 {scores['hd95_unit']} (both masks empty)"
+    if pred_empty or ref_empty:
+        return "undefined (" + ("the prediction" if pred_empty else "the true mask") + " is empty)"
+    return f"{scores['hd95']:.1f} {scores['hd95_unit']}"
 
 
 def _size(shape: tuple[int, ...]) -> str:

@@ -4,7 +4,7 @@ A :class:`Predictor` holds loaded networks and the inference settings from their
 (threshold, flip test-time augmentation, minimum lesion size), so every app uses the settings the
 model was validated with unless the user overrides them. Slices go through the network in
 batches; probabilities are averaged over TTA flips and over ensemble members, then mapped back to
-the original geometry, and only then thresholded (:func:`binarize`).
+the original geometry, and only then thresholded (:func:`metaseg_viewer.prediction.binarize`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,26 +19,13 @@ import numpy as np
 from metaseg_viewer.checkpoints import ModelCard, load_checkpoint
 from metaseg_viewer.config import InferenceConfig
 from metaseg_viewer.errors import InputError
-from metaseg_viewer.lesions import remove_small_components
+from metaseg_viewer.prediction import Prediction
 from metaseg_viewer.preprocessing import preprocess, restore
-from metaseg_viewer.registry import MODEL_NAMES, EnsembleCard, resolve_model
+from metaseg_viewer.registry import DEFAULT_MODEL, MODEL_NAMES, EnsembleCard, resolve_model
 from metaseg_viewer.scan import Scan
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(slices_done, slices_total)``; raising from it cancels the prediction."""
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """Result at the input's size: ``probabilities`` float32 and ``mask`` bool, both ``(Z, H, W)``."""
-
-    probabilities: np.ndarray
-    mask: np.ndarray
-    enhanced: np.ndarray  # (Z, H, W) uint8, the CLAHE image the network saw (before resizing)
-    settings: InferenceConfig
-    model_name: str
-    model_version: str  # sha256 prefix of the weights (members joined with "+")
-    seconds: float
 
 
 def _cuda_available() -> bool:
@@ -50,20 +36,6 @@ def _cuda_available() -> bool:
 
 def default_device() -> str:
     return "cuda" if _cuda_available() else "cpu"
-
-
-def binarize(probabilities: np.ndarray, threshold: float, min_lesion_size: int = 0, volume: bool = False) -> np.ndarray:
-    """Threshold ``(Z, H, W)`` probabilities (``p >= threshold``) and drop small components.
-
-    Components are 3-D when ``volume`` is true, otherwise found per 2-D slice.
-    """
-    mask = probabilities >= threshold
-    if min_lesion_size > 1:
-        if volume:
-            mask = remove_small_components(mask, min_lesion_size)
-        else:
-            mask = np.stack([remove_small_components(s, min_lesion_size) for s in mask])
-    return mask
 
 
 class Predictor:
@@ -86,7 +58,7 @@ class Predictor:
         self.batch_size = batch_size
 
     @classmethod
-    def load(cls, model: str | Path = "ensemble", device: str | None = None, batch_size: int = 8) -> Predictor:
+    def load(cls, model: str | Path = DEFAULT_MODEL, device: str | None = None, batch_size: int = 8) -> Predictor:
         """Load a shipped model by name (``unetpp``, ``attention-unet``, ``ensemble``) or a checkpoint path."""
         device = device or default_device()
         if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
@@ -117,16 +89,9 @@ class Predictor:
         settings = self.defaults.override(threshold=threshold, tta=tta, min_lesion_size=min_lesion_size)
         start = time.perf_counter()
         probabilities, enhanced = self.probabilities(scan.pixels, settings.tta, progress)
-        mask = binarize(probabilities, settings.threshold, settings.min_lesion_size, scan.is_volume)
-        return Prediction(
-            probabilities=probabilities,
-            mask=mask,
-            enhanced=enhanced,
-            settings=settings,
-            model_name=self.name,
-            model_version=self.version,
-            seconds=time.perf_counter() - start,
-        )
+        return Prediction.from_probabilities(probabilities, settings, scan.is_volume, enhanced=enhanced,
+                                             model_name=self.name, model_version=self.version,
+                                             seconds=time.perf_counter() - start)
 
     def probabilities(
         self, pixels: np.ndarray, tta: bool, progress: Progress | None = None

@@ -3,7 +3,8 @@
 Voxel overlap (:mod:`metaseg_viewer.metrics`) says how well the pixels agree; it does not say
 whether a small second lesion was found at all. The stages stay separate, as in panoptica:
 find components (:func:`label_components`) → match them (:func:`match_components`) → score the
-match (:func:`score_match`). :func:`lesion_scores` chains the three.
+match (:func:`score_match`). :func:`lesion_scores` chains the three; :func:`pool_lesion_scores`
+adds up the scores of many slices or volumes.
 
 Conventions: masks are bool or 0/1 arrays, 2-D ``(H, W)`` for one slice (components are found
 in-plane) or 3-D ``(Z, H, W)`` for a volume (components are found in 3-D, so a lesion spanning
@@ -34,6 +35,7 @@ __all__ = [
     "lesions_to_rows",
     "match_components",
     "match_lesions",
+    "pool_lesion_scores",
     "remove_small_components",
     "score_match",
 ]
@@ -224,28 +226,55 @@ def score_match(match: LesionMatch) -> LesionScores:
     * true lesions but no predicted components → sensitivity 0.0, precision 0.0 (precision is
       1.0 without predictions only when there is also nothing to find), f1 and lesion_dice 0.0.
     """
-    n_ref, n_pred = match.n_ref, match.n_pred
-    sensitivity = 1.0 if n_ref == 0 else match.tp_ref / n_ref
+    return _scores(match.n_ref, match.n_pred, match.tp_ref, match.tp_pred, sum(match.ref_dice))
+
+
+def _scores(n_ref: int, n_pred: int, tp_ref: int, tp_pred: int, dice_sum: float) -> LesionScores:
+    """The rule of :func:`score_match`, from counts and the sum of per-true-lesion Dice."""
+    sensitivity = 1.0 if n_ref == 0 else tp_ref / n_ref
     if n_pred == 0:
         precision = 1.0 if n_ref == 0 else 0.0
     else:
-        precision = match.tp_pred / n_pred
+        precision = tp_pred / n_pred
     denom = precision + sensitivity
     f1 = 0.0 if denom == 0 else 2.0 * precision * sensitivity / denom
-    n_scored = n_ref + match.fp_pred
-    lesion_dice = 1.0 if n_scored == 0 else sum(match.ref_dice) / n_scored
+    fp_pred = n_pred - tp_pred
+    n_scored = n_ref + fp_pred
+    lesion_dice = 1.0 if n_scored == 0 else dice_sum / n_scored
     return LesionScores(
         n_ref=n_ref,
         n_pred=n_pred,
-        tp_ref=match.tp_ref,
-        tp_pred=match.tp_pred,
-        fp_pred=match.fp_pred,
-        fn=match.fn,
+        tp_ref=tp_ref,
+        tp_pred=tp_pred,
+        fp_pred=fp_pred,
+        fn=n_ref - tp_ref,
         sensitivity=float(sensitivity),
         precision=float(precision),
         f1=float(f1),
         lesion_dice=float(lesion_dice),
     )
+
+
+def pool_lesion_scores(scores: Iterable[LesionScores]) -> LesionScores:
+    """The scores of several slices or volumes taken together, as one set of lesions.
+
+    Counts add up and the rates follow from the sums by the rule of :func:`score_match`, so a
+    case with many lesions weighs more than one with few (unlike a mean of per-case rates).
+    lesion_dice pools each case's per-true-lesion Dice: the sum over cases of ``lesion_dice *
+    (n_ref + fp_pred)`` / the sum of ``(n_ref + fp_pred)``.
+
+    Empty cases follow :func:`score_match` on the pooled counts: no cases, or none with a true
+    lesion or a predicted component → every score 1.0; predicted components but no true lesion
+    anywhere → sensitivity 1.0, precision, f1 and lesion_dice 0.0; true lesions but no predicted
+    component anywhere → every score 0.0.
+    """
+    n_ref = n_pred = tp_ref = tp_pred = 0
+    dice_sum = 0.0
+    for s in scores:
+        n_ref, n_pred = n_ref + s.n_ref, n_pred + s.n_pred
+        tp_ref, tp_pred = tp_ref + s.tp_ref, tp_pred + s.tp_pred
+        dice_sum += s.lesion_dice * (s.n_ref + s.fp_pred)
+    return _scores(n_ref, n_pred, tp_ref, tp_pred, dice_sum)
 
 
 def lesion_scores(pred: np.ndarray, ref: np.ndarray, connectivity: str = "full") -> LesionScores:

@@ -201,8 +201,11 @@ def hd95(
 
     Units: millimetres when ``spacing`` is given (array axis order), else pixels/voxels.
 
-    Empty cases: both empty → 0.0; exactly one empty → ``math.inf`` (no surface to measure to).
-    Aggregate over cases with a median (:func:`summarize_scores`), which tolerates a few infs.
+    Empty cases (the project's one convention): both empty → 0.0 (nothing to find, nothing
+    found); exactly one empty → ``math.inf`` (no surface to measure to: undefined). Aggregate
+    over cases with a median (:func:`summarize_scores`), which tolerates a few infs. Answers and
+    displays never show inf or NaN: :func:`metaseg_viewer.evaluation.score_against` gives
+    ``None`` for the undefined case and :func:`metaseg_viewer.evaluation.hd95_text` words both.
 
     The nearest-surface distances are the values a Euclidean distance transform of the other
     surface (``distance_transform_edt(~surface, sampling=spacing)``) holds at these voxels; they

@@ -11,12 +11,15 @@ import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
-from metaseg_viewer.inference import Prediction, Predictor, Progress
-from metaseg_viewer.io import encode_mask_nifti, encode_mask_png, read_scan
+from metaseg_viewer.errors import InputError
+from metaseg_viewer.inference import Predictor, Progress
+from metaseg_viewer.io import encode_mask_nifti, encode_mask_png, read_scan, strip_suffix
 from metaseg_viewer.lesions import lesion_table, lesions_to_rows
+from metaseg_viewer.prediction import Prediction
 from metaseg_viewer.preprocessing import DISPLAY_PERCENTILES, window_to_uint8
 from metaseg_viewer.render import encode_png, overlay_stack
 from metaseg_viewer.scan import Scan
@@ -32,11 +35,7 @@ class SegmentOutputs:
 
 def output_stem(source: str | Path) -> str:
     """File name without (double) extension: ``a/b.nii.gz`` → ``b``; a folder → its name."""
-    name = Path(source).name
-    for ext in (".nii.gz", ".nii", ".dcm", ".png", ".jpg", ".jpeg", ".tif", ".tiff"):
-        if name.lower().endswith(ext):
-            return name[: -len(ext)]
-    return name
+    return strip_suffix(Path(source).name)
 
 
 def lesion_rows(scan: Scan, mask: np.ndarray, probabilities: np.ndarray | None = None) -> list[dict]:
@@ -64,12 +63,28 @@ def lesion_rows(scan: Scan, mask: np.ndarray, probabilities: np.ndarray | None =
     return rows
 
 
-def mask_file(scan: Scan, mask: np.ndarray) -> tuple[bytes, str]:
-    """The mask as a user keeps it, with its suffix: PNG (0/255) for a 2-D image, gzipped NIfTI
-    in the input's voxel grid and affine for a volume or stack."""
-    if scan.n_slices == 1 and not scan.is_volume:
-        return encode_mask_png(mask[0]), "_mask.png"
-    return encode_mask_nifti(mask, scan), "_mask.nii.gz"
+MaskFormat = Literal["auto", "png", "nifti"]
+
+
+def mask_suffix(scan: Scan, fmt: MaskFormat = "auto") -> str:
+    """The suffix of ``scan``'s mask file in ``fmt``: ``auto`` gives PNG (0/255) for a 2-D image
+    and gzipped NIfTI for a volume or stack. Refuses PNG for more than one slice — checked before
+    any inference by callers that let the user choose."""
+    if fmt == "png" and scan.n_slices != 1:
+        raise InputError(f"a PNG mask holds one slice, but this input has {scan.n_slices}; "
+                         "accepted for volumes and stacks: NIfTI")
+    if fmt == "auto":
+        fmt = "png" if scan.n_slices == 1 and not scan.is_volume else "nifti"
+    return "_mask.png" if fmt == "png" else "_mask.nii.gz"
+
+
+def mask_file(scan: Scan, mask: np.ndarray, fmt: MaskFormat = "auto") -> tuple[bytes, str]:
+    """The mask as a user keeps it, with its suffix (:func:`mask_suffix`); the NIfTI is in the
+    input's voxel grid and affine."""
+    suffix = mask_suffix(scan, fmt)
+    if suffix == "_mask.png":
+        return encode_mask_png(mask[0]), suffix
+    return encode_mask_nifti(mask, scan), suffix
 
 
 def lesion_csv(rows: list[dict]) -> str:
@@ -114,4 +129,5 @@ def segment_file(
     return write_outputs(scan, prediction, Path(out_dir), stem or output_stem(source))
 
 
-__all__ = ["SegmentOutputs", "lesion_csv", "lesion_rows", "mask_file", "output_stem", "segment_file", "write_outputs"]
+__all__ = ["MaskFormat", "SegmentOutputs", "lesion_csv", "lesion_rows", "mask_file", "mask_suffix", "output_stem",
+           "segment_file", "write_outputs"]

@@ -11,6 +11,7 @@ inverted so bright means high signal. Spacing is ``(dz, dy, dx)`` with PixelSpac
 
 from __future__ import annotations
 
+import struct
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,21 +22,36 @@ from typing import Any, BinaryIO
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.errors import BytesLengthException, InvalidDicomError
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from metaseg_viewer.errors import InputError, UnsupportedFormatError
-from metaseg_viewer.io import (
-    _DECODE_ERRORS,
-    _HEAD_BYTES,
-    ACCEPTED_FORMATS,
-    ColorMode,
-    ReadLimits,
-    _check_dims,
-    _check_size,
-    _detect,
-    _reduce_channels,
+from metaseg_viewer.io.channels import ColorMode, reduce_channels
+from metaseg_viewer.io.decoding import ErrorTypes, corrupt
+from metaseg_viewer.io.detect import HEAD_BYTES, detect
+from metaseg_viewer.io.dicom_values import (
+    check_functional_groups,
+    check_pixel_module,
+    integer,
+    number,
 )
+from metaseg_viewer.io.limits import ACCEPTED_FORMATS, ReadLimits, check_dims, check_size
 from metaseg_viewer.scan import Scan
+
+#: What pydicom raises on truncated or corrupt DICOM data, in dcmread and when an element is
+#: first accessed (pydicom converts element values lazily): InvalidDicomError (not DICOM after
+#: all), OSError and EOFError from short reads, struct.error from truncated tag headers,
+#: BytesLengthException from a value whose length does not fit its VR, ValueError from values
+#: that do not convert (numbers, UIDs, text encodings), and NotImplementedError for an unknown
+#: VR ("Unknown Value Representation") or transfer syntax. The AttributeError and TypeError that
+#: its pixel decoders raise for a missing or multi-valued Image Pixel element are pre-empted by
+#: :func:`~metaseg_viewer.io.dicom_values.check_pixel_module` (a ValueError), so those two types
+#: always mean a bug.
+DICOM_ERRORS: ErrorTypes = (InvalidDicomError, OSError, EOFError, struct.error,
+                             BytesLengthException, ValueError, NotImplementedError)
+#: Decoding pixel data adds RuntimeError: pydicom's "Unable to decompress ... because all plugins
+#: are missing dependencies" for a compressed transfer syntax no installed plugin decodes.
+_PIXEL_ERRORS: ErrorTypes = (*DICOM_ERRORS, RuntimeError)
 
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 _NO_PIXELS = ("DICOM file has no pixel data (PixelData element missing): is it a DICOMDIR or "
@@ -62,10 +78,10 @@ def read_dicom_file(fh: BinaryIO, *, label: str, color: ColorMode, limits: ReadL
     """Read one DICOM file; without ``preamble`` return None unless it parses with pixel data."""
     try:
         ds = pydicom.dcmread(fh, force=not preamble)
-    except _DECODE_ERRORS as err:
+    except DICOM_ERRORS as err:
         if not preamble:
             return None
-        raise _corrupt(label, err) from err
+        raise corrupt(label, "DICOM", err) from err
     if not _has_pixels(ds):
         if not preamble:
             return None
@@ -97,7 +113,7 @@ def series_uid(data: bytes) -> str | None:
     try:
         ds = pydicom.dcmread(BytesIO(data), stop_before_pixels=True, force=True)
         uid = ds.get("SeriesInstanceUID")
-    except _DECODE_ERRORS:
+    except DICOM_ERRORS:
         return None
     return str(uid) if uid else None
 
@@ -108,18 +124,18 @@ def read_dicom_uploads(files: Sequence[tuple[str, bytes]], *, label: str, color:
     datasets: list[Dataset] = []
     total = 0
     for name, data in files:
-        _check_size(name, len(data), limits)
+        check_size(name, len(data), limits)
         total += len(data)
-        _check_size(label, total, limits)
-        kind = _detect(data[:_HEAD_BYTES])
+        check_size(label, total, limits)
+        kind = detect(data[:HEAD_BYTES])
         if kind not in ("dicom", "dicom-raw"):
             raise UnsupportedFormatError(f"{name}: not a DICOM file, so it cannot be part of a DICOM series. "
                                          "Accepted: the .dcm files of one series together, or any one "
                                          f"other file on its own ({ACCEPTED_FORMATS}).")
         try:
             ds = pydicom.dcmread(BytesIO(data), force=kind == "dicom-raw")
-        except _DECODE_ERRORS as err:
-            raise _corrupt(name, err) from err
+        except DICOM_ERRORS as err:
+            raise corrupt(name, "DICOM", err) from err
         if _has_pixels(ds):
             datasets.append(ds)
     if not datasets:
@@ -129,11 +145,6 @@ def read_dicom_uploads(files: Sequence[tuple[str, bytes]], *, label: str, color:
 
 def _has_pixels(ds: Dataset) -> bool:
     return "PixelData" in ds and "Rows" in ds and "Columns" in ds
-
-
-def _corrupt(label: str, err: Exception) -> InputError:
-    return InputError(f"{label}: the DICOM file is truncated or corrupt ({err}). "
-                      f"Accepted: complete {ACCEPTED_FORMATS}.")
 
 
 def _interpret(datasets: list[Dataset], label: str, color: ColorMode,
@@ -150,14 +161,14 @@ def _interpret(datasets: list[Dataset], label: str, color: ColorMode,
             raise InputError(f"{label}: the folder holds {len(series)} DICOM series ({listed}). "
                              "Accepted: a folder holding the files of one series.")
         for ds in datasets:
-            _set_transfer_syntax(ds)
+            _set_transfer_syntax(ds, label)
         _check_headers(datasets, label, limits)
         frames = [frame for ds in datasets for frame in _frames(ds, label)]
         return _to_scan(frames, datasets, label, color)
     except InputError:
         raise
-    except _DECODE_ERRORS as err:
-        raise _corrupt(label, err) from err
+    except DICOM_ERRORS as err:
+        raise corrupt(label, "DICOM", err) from err
 
 
 def _read_header(path: Path, limits: ReadLimits) -> Dataset | None:
@@ -165,22 +176,27 @@ def _read_header(path: Path, limits: ReadLimits) -> Dataset | None:
     kind = None
     try:
         with path.open("rb") as fh:
-            kind = _detect(fh.read(_HEAD_BYTES))
+            kind = detect(fh.read(HEAD_BYTES))
         if kind not in ("dicom", "dicom-raw"):
             return None
-        _check_size(str(path), path.stat().st_size, limits)
+        check_size(str(path), path.stat().st_size, limits)
         return pydicom.dcmread(path, defer_size="64 KB", force=kind == "dicom-raw")
     except InputError:
         raise
-    except _DECODE_ERRORS as err:
+    except DICOM_ERRORS as err:
         if kind == "dicom-raw":
             return None
-        raise _corrupt(str(path), err) from err
+        raise corrupt(str(path), "DICOM", err) from err
 
 
-def _set_transfer_syntax(ds: Dataset) -> Dataset:
+def _set_transfer_syntax(ds: Dataset, label: str) -> Dataset:
     """Give a file without meta header the syntax it was parsed with, so pixels can decode."""
-    if "TransferSyntaxUID" not in getattr(ds, "file_meta", {}):
+    meta = getattr(ds, "file_meta", {})
+    syntax = meta.get("TransferSyntaxUID")
+    if "TransferSyntaxUID" in meta and not (isinstance(syntax, UID) and syntax):
+        # pydicom's decoders would fail on it with AttributeError or TypeError
+        raise corrupt(label, "DICOM", f"TransferSyntaxUID is {syntax!r}, not one UID")
+    if "TransferSyntaxUID" not in meta:
         implicit, little = ds.original_encoding
         ds.ensure_file_meta()
         ds.file_meta.TransferSyntaxUID = (
@@ -190,26 +206,31 @@ def _set_transfer_syntax(ds: Dataset) -> Dataset:
 
 
 def _check_headers(datasets: list[Dataset], label: str, limits: ReadLimits) -> None:
-    sizes = {(int(ds.Rows), int(ds.Columns)) for ds in datasets}
+    for ds in datasets:
+        check_functional_groups(ds, label)
+    sizes = {(integer(ds.get("Rows"), "Rows", label, 0),
+              integer(ds.get("Columns"), "Columns", label, 0)) for ds in datasets}
     if len(sizes) > 1:
         raise InputError(f"{label}: the slices have different sizes {sorted(sizes)}. "
                          "Accepted: a series whose slices all have the same rows and columns.")
     rows, columns = sizes.pop()
-    n_frames = sum(int(ds.get("NumberOfFrames", 1) or 1) for ds in datasets)
-    _check_dims(label, n_frames, rows, columns, limits)
+    n_frames = sum(integer(ds.get("NumberOfFrames"), "NumberOfFrames", label, 0) or 1
+                   for ds in datasets)
+    check_dims(label, n_frames, rows, columns, limits)
 
 
 def _frames(ds: Dataset, label: str) -> list[_Frame]:
     """Decode a dataset's frames and attach each one's geometry."""
     try:
+        check_pixel_module(ds)
         pixels = ds.pixel_array
-    except _DECODE_ERRORS as err:
+    except _PIXEL_ERRORS as err:
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         which = f"{syntax.name} ({syntax})" if syntax else "unknown transfer syntax"
         raise InputError(f"{label}: cannot decode DICOM pixel data with {which}: {err}. "
                          f"Accepted: DICOM in one of {_decodable_syntaxes()}.") from err
-    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
-    colour = int(ds.get("SamplesPerPixel", 1)) > 1
+    n_frames = integer(ds.get("NumberOfFrames"), "NumberOfFrames", label, 0) or 1
+    colour = integer(ds.get("SamplesPerPixel"), "SamplesPerPixel", label, 1) > 1
     if n_frames == 1 or pixels.ndim == (3 if colour else 2):
         pixels = pixels[None]
     mono1 = str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1"
@@ -219,19 +240,21 @@ def _frames(ds: Dataset, label: str) -> list[_Frame]:
                                top_level=i == 0)
         orientation = _functional(ds, i, "PlaneOrientationSequence", "ImageOrientationPatient")
         spacing = _functional(ds, i, "PixelMeasuresSequence", "PixelSpacing")
-        slope = _functional(ds, i, "PixelValueTransformationSequence", "RescaleSlope")
-        intercept = _functional(ds, i, "PixelValueTransformationSequence", "RescaleIntercept")
-        gaps = [_functional(ds, i, "PixelMeasuresSequence", k)
-                for k in ("SpacingBetweenSlices", "SliceThickness")]
-        gap = next((float(g) for g in gaps if g not in (None, "") and float(g) > 0), None)
+        slope = number(_functional(ds, i, "PixelValueTransformationSequence", "RescaleSlope"),
+                        "RescaleSlope", label)
+        intercept = number(_functional(ds, i, "PixelValueTransformationSequence",
+                                        "RescaleIntercept"), "RescaleIntercept", label)
+        gaps = (number(_functional(ds, i, "PixelMeasuresSequence", k), k, label)
+                for k in ("SpacingBetweenSlices", "SliceThickness"))
+        gap = next((g for g in gaps if g is not None and g > 0), None)
         frames.append(_Frame(
             pixels=pixels[i],
             position=_vector(position, 3),
             orientation=_vector(orientation, 6),
             pixel_spacing=_pair(_vector(spacing, 2)),
-            slope=float(slope) if slope not in (None, "") else 1.0,
-            intercept=float(intercept) if intercept not in (None, "") else 0.0,
-            instance=int(ds.get("InstanceNumber", 0) or 0),
+            slope=1.0 if slope is None else slope,
+            intercept=0.0 if intercept is None else intercept,
+            instance=integer(ds.get("InstanceNumber"), "InstanceNumber", label, 0),
             monochrome1=mono1,
             slice_gap=gap,
         ))
@@ -272,7 +295,7 @@ def _to_scan(frames: list[_Frame], datasets: list[Dataset], label: str, color: C
     else:
         stack = np.stack([f.pixels for f in frames])
     if stack.ndim == 4:
-        stack, note = _reduce_channels(stack, "flair" if color == "flair" else "gray")
+        stack, note = reduce_channels(stack, "flair" if color == "flair" else "gray")
         notes.append(note)
     inverted = np.array([f.monochrome1 for f in frames])
     if inverted.any():  # v -> max + min - v keeps the dtype's range and the series' range
@@ -347,6 +370,6 @@ def _decodable_syntaxes() -> str:
         try:
             if get_decoder(uid).is_available:
                 names.append(uid.name)
-        except Exception:  # no decoder at all for this syntax
+        except NotImplementedError:  # pydicom has no decoder at all for this syntax
             continue
     return ", ".join(names)

@@ -13,10 +13,12 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import zlib
 from typing import BinaryIO
 
 import nibabel as nib
 import numpy as np
+from nibabel.filebasedimages import ImageFileError
 from nibabel.fileholders import FileHolder
 from nibabel.orientations import (
     aff2axcodes,
@@ -26,10 +28,25 @@ from nibabel.orientations import (
     io_orientation,
     ornt_transform,
 )
+from nibabel.spatialimages import HeaderDataError
+from nibabel.wrapstruct import WrapStructError
 
 from metaseg_viewer.errors import InputError
-from metaseg_viewer.io import _DECODE_ERRORS, ACCEPTED_FORMATS, ReadLimits, _check_dims
+from metaseg_viewer.io.decoding import ErrorTypes, corrupt
+from metaseg_viewer.io.limits import ReadLimits, check_dims
 from metaseg_viewer.scan import Scan
+
+#: What nibabel (and the gzip stream under it) raises on truncated or corrupt NIfTI data, seen
+#: by fuzzing valid files: WrapStructError ("Binary block is wrong size") for a short header;
+#: HeaderDataError ("data code ... not recognized") and ImageFileError for headers nibabel
+#: refuses; ValueError from header values and voxel reads that do not fit (numpy's LinAlgError,
+#: from the orientation of a NaN affine, is one); OverflowError from numpy for offsets or sizes
+#: beyond a C long; OSError ("Expected 432 bytes, got 340") and EOFError from short reads;
+#: gzip.BadGzipFile (an OSError) and zlib.error from a corrupt .nii.gz; struct.error from the
+#: sizeof_hdr probe of a stream shorter than 4 bytes.
+NIFTI_ERRORS: ErrorTypes = (
+    WrapStructError, HeaderDataError, ImageFileError, ValueError, OverflowError, OSError,
+    EOFError, gzip.BadGzipFile, zlib.error, struct.error)
 
 #: Axis codes of Scan.pixels for (z, row, column).
 AXIAL_CODES = ("S", "P", "L")
@@ -57,16 +74,15 @@ def read_nifti(stream: BinaryIO, *, label: str, limits: ReadLimits) -> Scan:
                              "ReadLimits.max_bytes. Accepted: a NIfTI volume up to that size.")
         transform = _to_axial(affine, spatial, label)
         z, h, w = (spatial[int(axis)] for axis in transform[:, 0].argsort())
-        _check_dims(label, z, h, w, limits)
+        check_dims(label, z, h, w, limits)
         if dtype.kind not in "biuf":
             raise InputError(f"{label}: NIfTI data type {dtype} not accepted. Accepted: a "
                              "single-channel integer or float volume.")
         raw = np.asarray(image.dataobj.get_unscaled()).reshape(spatial)
     except InputError:
         raise
-    except _DECODE_ERRORS as err:
-        raise InputError(f"{label}: the NIfTI file is truncated or corrupt ({err}). "
-                         f"Accepted: complete {ACCEPTED_FORMATS}.") from err
+    except NIFTI_ERRORS as err:
+        raise corrupt(label, "NIfTI", err) from err
     # The loaded header's scl_* are reset to nan; the proxy keeps the file's scaling.
     slope, inter = float(image.dataobj.slope), float(image.dataobj.inter)
     if slope != 1.0 or inter != 0.0:
