@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 
 from metaseg_viewer.errors import MetaSegError
+from metaseg_viewer.precision import PRECISIONS
 from metaseg_viewer.registry import DEFAULT_MODEL, MODEL_NAMES, SINGLE_MODELS
 from training.config import TrainConfig, TrainingError
-from training.data import LayoutError, read_split
+from training.data import LayoutError, read_report, read_split
 
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,11 +26,14 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model-params", type=json.loads, default={}, help='architecture arguments as JSON, e.g. \'{"channels": [16,32,64,128,256]}\'')
     for name in ("epochs", "samples_per_epoch", "batch_size", "crop", "patience", "seed", "val_every"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
-    for name in ("lesion_fraction", "full_slice_fraction", "full_slice_lesion_fraction", "lr", "weight_decay", "val_fraction", "warmup_fraction", "val_from"):
+    for name in ("lesion_fraction", "full_slice_fraction", "full_slice_lesion_fraction", "lr", "weight_decay", "val_fraction",
+                 "warmup_fraction", "val_from", "robust_fraction", "report_fraction"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
     p.add_argument("--minutes", type=float, default=None, help="wall-clock budget: the schedule (LR, phases) follows elapsed time and ends when it is spent")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
+                   help="auto: bf16 autocast where the CPU (AMX / AVX512-BF16) or GPU has native bf16, else fp32")
     p.add_argument("--init", default=None, help="fine-tune: start from this checkpoint's weights; its validation patients stay the validation split")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
 
@@ -39,7 +43,11 @@ def _other_parsers(sub: argparse._SubParsersAction) -> None:
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ev.add_argument("--model", default=DEFAULT_MODEL, help=f"one of {', '.join(MODEL_NAMES)} or a .safetensors checkpoint")
     ev.add_argument("--data", required=True, help="folder in the kaggle_3m or images/+masks/ layout")
-    ev.add_argument("--split", type=Path, default=None, help="split.json of a run: evaluate its validation patients only")
+    ev.add_argument("--split", type=Path, default=None, help="split.json of a run: evaluate only its patients of --group")
+    ev.add_argument("--group", choices=["validation", "report"], default="validation",
+                    help="with --split: the validation (selection) patients, or the report patients no choice saw")
+    ev.add_argument("--robustness", action="store_true",
+                    help="also score under each shift of training.augment.ROBUSTNESS_CONDITIONS, one table")
     ev.add_argument("--json", type=Path, default=None, help="write the summary here (plus _volumes.csv and _sheet.png beside it)")
     ev.add_argument("--threshold", type=float, default=None, help="default: the model card's")
     ev.add_argument("--min-lesion-size", type=int, default=None, help="default: the model card's")
@@ -68,8 +76,21 @@ def _evaluate(args: argparse.Namespace) -> int:
     settings = predictor.defaults.override(threshold=args.threshold, tta=args.tta, min_lesion_size=args.min_lesion_size)
     slices = find_slices(args.data)
     if args.split:
-        keep = set(read_split(args.split)[1])
+        keep = set(read_report(args.split) if args.group == "report" else read_split(args.split)[1])
+        if not keep:
+            raise LayoutError(f"{args.split} lists no {args.group} patients")
         slices = [s for s in slices if s.volume in keep]
+    if args.robustness:
+        from training.robustness import format_table, robustness_table, write_table_csv
+
+        rows = robustness_table(predictor, slices, settings)
+        print(f"model {predictor.name} ({predictor.version}), settings {settings.to_dict()}, "
+              f"{rows[0]['n_volumes']} volumes, {rows[0]['n_slices']} slices")
+        print(format_table(rows))
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            write_table_csv(rows, args.json.with_name(args.json.stem + "_robustness.csv"))
+        return 0
     predictions, seconds = predict_folder(predictor, slices, settings.tta)
     summary, rows = score(predictions, settings.threshold, settings.min_lesion_size)
     summary["seconds_per_slice"] = seconds

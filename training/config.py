@@ -6,6 +6,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from metaseg_viewer.precision import PRECISIONS
+
 
 class TrainingError(ValueError):
     """A run that cannot start as asked; ``python -m training`` prints the message as one line."""
@@ -44,6 +46,9 @@ class TrainConfig:
     val_every: int = 1
     val_from: float = 0.0  # validate only from this fraction of the schedule on (and at the end)
     init: str | None = None  # start from this checkpoint's weights (and keep its validation patients)
+    precision: str = "auto"  # auto: bf16 autocast where the CPU/GPU has native bf16, else fp32
+    robust_fraction: float = 0.0  # share of samples shifted like other collections (training.augment)
+    report_fraction: float = 0.0  # share of the validation patients kept apart for the reported figures
 
     def __post_init__(self) -> None:
         problems = []
@@ -53,11 +58,14 @@ class TrainConfig:
             problems.append(f"crop must be at least 16 pixels, got {self.crop}")
         if not 0 < self.val_fraction < 1:
             problems.append(f"val_fraction must be between 0 and 1, got {self.val_fraction}")
-        for name in ("lesion_fraction", "full_slice_fraction", "full_slice_lesion_fraction", "val_from", "warmup_fraction"):
+        for name in ("lesion_fraction", "full_slice_fraction", "full_slice_lesion_fraction", "val_from", "warmup_fraction",
+                     "robust_fraction", "report_fraction"):
             if not 0 <= getattr(self, name) <= 1:
                 problems.append(f"{name} must be between 0 and 1, got {getattr(self, name)}")
         if self.lr <= 0 or (self.minutes is not None and self.minutes <= 0):
             problems.append("lr and minutes must be > 0")
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.device is not None and not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
             problems.append(f"device must be cpu, cuda or cuda:N, got {self.device!r}")
         if problems:

@@ -21,7 +21,7 @@ import numpy as np
 
 from metaseg_viewer.config import PreprocessConfig
 from metaseg_viewer.io import SUFFIXES, read_scan
-from metaseg_viewer.preprocessing import preprocess
+from metaseg_viewer.preprocessing import preprocess, window_to_uint8
 
 #: Slice files: the core's accepted suffixes less NIfTI (a training slice is one 2-D file).
 IMAGE_SUFFIXES = {s for s in SUFFIXES if not s.startswith(".nii")}
@@ -111,8 +111,12 @@ def split_volumes(volumes: list[str], val_fraction: float, seed: int) -> tuple[l
     return sorted(shuffled[n_val:]), sorted(shuffled[:n_val])
 
 
-def write_split(path: Path, train: list[str], val: list[str], seed: int) -> None:
-    path.write_text(json.dumps({"seed": seed, "train": train, "validation": val}, indent=1) + "\n")
+def write_split(path: Path, train: list[str], val: list[str], seed: int, report: list[str] | None = None) -> None:
+    """``split.json``; ``report`` patients (if any) are neither trained on nor used for any choice."""
+    split = {"seed": seed, "train": train, "validation": val}
+    if report:
+        split["report"] = report
+    path.write_text(json.dumps(split, indent=1) + "\n")
 
 
 def read_split(path: Path) -> tuple[list[str], list[str]]:
@@ -121,32 +125,49 @@ def read_split(path: Path) -> tuple[list[str], list[str]]:
     return split["train"], split["validation"]
 
 
+def read_report(path: Path) -> list[str]:
+    """The report patients of a ``split.json`` (empty when the run kept none apart)."""
+    return list(json.loads(path.read_text()).get("report", []))
+
+
 @dataclass
 class SliceSet:
-    """Preprocessed slices held in memory: ``images`` float32 (N, S, S), ``masks`` bool (N, S, S)."""
+    """Slices held in memory on the network grid: ``images`` float32 (N, S, S), the preprocessed
+    network input; ``raw`` uint8 (N, S, S), the 8-bit slice before CLAHE (what robustness
+    augmentation shifts before preprocessing it again); ``masks`` bool (N, S, S)."""
 
     images: np.ndarray
     masks: np.ndarray
     volumes: list[str]
+    raw: np.ndarray
 
 
 def load_slices(slices: list[SliceFile], config: PreprocessConfig) -> SliceSet:
     """Read and preprocess with the core; masks are resized with the same geometry (nearest)."""
     import cv2
 
-    images, masks = [], []
+    images, masks, raws = [], [], []
     for s in slices:
         scan = read_scan(s.image)
         prepared = preprocess(scan.pixels[:1], config)
         images.append(prepared.network_input[0])
+        raws.append(_on_grid(window_to_uint8(scan.pixels[:1], config.window_percentiles)[0], prepared.geometry,
+                             config.size, cv2.INTER_AREA))
         mask = read_scan(s.mask, color="gray").pixels[0] > 0
         g = prepared.geometry
         if mask.shape != (g.height, g.width):
             raise LayoutError(f"mask {s.mask} is {mask.shape[1]}x{mask.shape[0]} pixels but its image {s.image} "
                               f"is {g.width}x{g.height}: a mask must have its image's size")
-        square = np.zeros((g.side, g.side), np.uint8)
-        square[g.pad_top : g.pad_top + g.height, g.pad_left : g.pad_left + g.width] = mask
-        if g.side != config.size:
-            square = cv2.resize(square, (config.size, config.size), interpolation=cv2.INTER_NEAREST)
-        masks.append(square.astype(bool))
-    return SliceSet(np.stack(images), np.stack(masks), [s.volume for s in slices])
+        masks.append(_on_grid(mask.astype(np.uint8), g, config.size, cv2.INTER_NEAREST).astype(bool))
+    return SliceSet(np.stack(images), np.stack(masks), [s.volume for s in slices], np.stack(raws))
+
+
+def _on_grid(image: np.ndarray, g, size: int, interpolation: int) -> np.ndarray:
+    """``image`` padded to the square and resized to the network size as preprocessing does."""
+    import cv2
+
+    square = np.zeros((g.side, g.side), image.dtype)
+    square[g.pad_top : g.pad_top + g.height, g.pad_left : g.pad_left + g.width] = image
+    if g.side != size:
+        square = cv2.resize(square, (size, size), interpolation=interpolation)
+    return square

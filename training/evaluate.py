@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
@@ -42,8 +43,13 @@ class VolumePrediction:
     references: list[np.ndarray]
 
 
-def predict_folder(predictor: Predictor, slices: list[SliceFile], tta: bool) -> tuple[list[VolumePrediction], float]:
-    """Probabilities for every slice, grouped by volume; returns them and seconds per slice."""
+def predict_folder(predictor: Predictor, slices: list[SliceFile], tta: bool,
+                   transform: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
+                   ) -> tuple[list[VolumePrediction], float]:
+    """Probabilities for every slice, grouped by volume; returns them and seconds per slice.
+
+    ``transform(image, mask)`` (the robustness table's shifts) changes each raw 8-bit slice and its
+    true mask before the model sees them; slices of other dtypes are refused with it."""
     from tqdm import tqdm
 
     if not slices:
@@ -59,6 +65,11 @@ def predict_folder(predictor: Predictor, slices: list[SliceFile], tta: bool) -> 
         for f, p, r in zip(files, pixels, refs):
             if p.shape[1:] != r.shape:
                 raise LayoutError(f"mask {f.mask} has size {r.shape} but its image {f.image} has {p.shape[1:]}")
+        if transform is not None:
+            if any(p.dtype != np.uint8 for p in pixels):
+                raise LayoutError("the robustness shifts act on 8-bit slices; this data folder holds others")
+            shifted = [transform(p[0], r) for p, r in zip(pixels, refs)]
+            pixels, refs = [s[0][None] for s in shifted], [np.asarray(s[1], bool) for s in shifted]
         start = time.perf_counter()
         if all(p.dtype == np.uint8 and p.shape == pixels[0].shape for p in pixels):
             probs = list(predictor.probabilities(np.concatenate(pixels), tta)[0])  # identical to one by one

@@ -29,9 +29,10 @@ from metaseg_viewer.checkpoints import ModelCard, load_checkpoint, read_card, sa
 from metaseg_viewer.config import ModelConfig, PreprocessConfig
 from metaseg_viewer.inference import default_device
 from metaseg_viewer.models import build_model
+from metaseg_viewer.precision import autocast, resolve_precision
 from training.config import TrainConfig, TrainingSettingsError
 from training.data import SliceSet, find_slices, load_slices
-from training.run_folder import check_run_folder, choose_split, write_run_files
+from training.run_folder import check_run_folder, choose_split, split_report, write_run_files
 from training.sampling import SliceSampler
 from training.schedule import Schedule
 from training.state import RunProgress, restore_state, save_state
@@ -58,23 +59,25 @@ def train(cfg: TrainConfig, resume: bool = False, command: str = "") -> Path:
     try:
         slices = find_slices(cfg.data)
         train_vols, val_vols = choose_split(cfg, [s.volume for s in slices], resume, init_card)
+        val_vols, report_vols = split_report(cfg, val_vols, resume)
         if not resume:
-            write_run_files(out, cfg, train_vols, val_vols)
+            write_run_files(out, cfg, train_vols, val_vols, report_vols)
         train_set = load_slices([s for s in slices if s.volume in set(train_vols)], preprocess)
         val_set = load_slices([s for s in slices if s.volume in set(val_vols)], preprocess)
     except KeyboardInterrupt:
         print("\ninterrupted while loading data; nothing to save", flush=True)
         raise SystemExit(130) from None
     print(f"{len(train_set.images)} training slices ({len(train_vols)} patients), "
-          f"{len(val_set.images)} validation slices ({len(val_vols)} patients), device {device}", flush=True)
+          f"{len(val_set.images)} validation slices ({len(val_vols)} patients), device {device}, "
+          f"precision {resolve_precision(cfg.precision, device)}", flush=True)
 
     nets = _build_nets(cfg, device, init_model)
-    sampler = SliceSampler(train_set, cfg.crop, cfg.lesion_fraction, cfg.seed)
+    sampler = SliceSampler(train_set, cfg.crop, cfg.lesion_fraction, cfg.seed, cfg.robust_fraction, preprocess)
     progress = RunProgress(command=command)
     if resume:
         progress = restore_state(out / "state.pt", nets.model, nets.optimizer, nets.scaler, sampler.rng)
         print(f"resumed at epoch {progress.epoch} (best per-volume Dice {progress.best:.4f})", flush=True)
-    run = _Run(cfg, out, train_vols, val_vols, preprocess, progress.command, init_card)
+    run = _Run(cfg, out, train_vols, val_vols, report_vols, preprocess, progress.command, init_card)
     _run_epochs(run, nets, sampler, val_set, progress)
     return out
 
@@ -120,6 +123,7 @@ class _Run:
     out: Path
     train_vols: list[str]
     val_vols: list[str]
+    report_vols: list[str]
     preprocess: PreprocessConfig
     command: str
     init: ModelCard | None
@@ -143,11 +147,13 @@ class _Run:
             training={
                 "data": cfg.data,
                 "train_patients": len(self.train_vols),
-                "validation_patients": self.val_vols,
+                "validation_patients": sorted(self.val_vols + self.report_vols),
+                **({"selection_patients": self.val_vols, "report_patients": self.report_vols} if self.report_vols else {}),
                 "command": self.command,
                 "epochs_completed": epochs_done,
                 "minutes": round(minutes, 1),
                 "hardware": hardware(),
+                "precision": resolve_precision(cfg.precision, cfg.device or default_device()),
                 "config": cfg.to_dict(),
                 **started_from,
             },
@@ -157,13 +163,16 @@ class _Run:
 
 @dataclass(frozen=True)
 class _Nets:
-    """The network and what updates it, on one device; mixed precision on CUDA only."""
+    """The network and what updates it, on one device. ``precision`` bf16: forward and loss under
+    bf16 autocast (fp32 master weights and optimizer state; bf16 needs no loss scaling, so the
+    scaler only stays for the state format)."""
 
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     loss_fn: DiceCELoss
     device: str
+    precision: str
 
 
 def _build_nets(cfg: TrainConfig, device: str, init_model: torch.nn.Module | None) -> _Nets:
@@ -172,8 +181,9 @@ def _build_nets(cfg: TrainConfig, device: str, init_model: torch.nn.Module | Non
         model.load_state_dict(init_model.state_dict())
     model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scaler = torch.amp.GradScaler("cuda", enabled=device.startswith("cuda"))
-    return _Nets(model, optimizer, scaler, DiceCELoss(sigmoid=True, batch=True), device)
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    precision = resolve_precision(cfg.precision, device)
+    return _Nets(model, optimizer, scaler, DiceCELoss(sigmoid=True, batch=True), device, precision)
 
 
 def _run_epochs(run: _Run, nets: _Nets, sampler: SliceSampler, val_set: SliceSet, progress: RunProgress) -> None:
@@ -217,7 +227,6 @@ def _train_epoch(nets: _Nets, sampler: SliceSampler, schedule: Schedule, epoch: 
     and the last learning rate."""
     cfg = schedule.cfg
     steps = max(1, cfg.samples_per_epoch // cfg.batch_size)
-    use_amp = nets.device.startswith("cuda")
     nets.model.train()
     losses = []
     bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs} {'slices' if whole else 'crops'}",
@@ -230,11 +239,10 @@ def _train_epoch(nets: _Nets, sampler: SliceSampler, schedule: Schedule, epoch: 
         x = torch.from_numpy(images)[:, None].to(nets.device)
         y = torch.from_numpy(masks)[:, None].to(nets.device)
         nets.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", enabled=use_amp):
-            loss = nets.loss_fn(nets.model(x), y)
-        nets.scaler.scale(loss).backward()
-        nets.scaler.step(nets.optimizer)
-        nets.scaler.update()
+        with autocast(nets.precision, nets.device):  # type: ignore[arg-type]
+            loss = nets.loss_fn(nets.model(x).float(), y)
+        loss.backward()
+        nets.optimizer.step()
         losses.append(loss.item())
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", lr=f"{lr:.2e}")
     return float(np.mean(losses)), lr

@@ -4,6 +4,8 @@ on one side of the split for the whole life of a model.
 A new run writes ``split.json`` (patients on each side) and ``config.json`` (its
 :class:`~training.config.TrainConfig`) before training; a resumed run reads its saved split; a
 fine-tuned run (``--init``) keeps its starting model's validation patients, so they stay unseen.
+With ``report_fraction`` a seeded share of the validation patients becomes the *report* group:
+no epoch, threshold or size is chosen on them, so the figures measured there are not optimistic.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 
 from metaseg_viewer.checkpoints import ModelCard
 from training.config import RunFolderError, TrainConfig, TrainingSettingsError
-from training.data import LayoutError, read_split, split_volumes, write_split
+from training.data import LayoutError, read_report, read_split, split_volumes, write_split
 
 #: Files whose presence means the folder already holds a run.
 RUN_MARKERS = ("state.pt", "metrics.csv", "best.safetensors")
@@ -51,7 +53,20 @@ def choose_split(cfg: TrainConfig, volumes: list[str], resume: bool,
     return split_volumes(volumes, cfg.val_fraction, cfg.seed)
 
 
-def write_run_files(out: Path, cfg: TrainConfig, train: list[str], val: list[str]) -> None:
+def split_report(cfg: TrainConfig, val: list[str], resume: bool) -> tuple[list[str], list[str]]:
+    """(selection, report) patients out of ``val``: the saved ones on resume, else a seeded
+    ``report_fraction`` of them (none when it is 0)."""
+    if resume:  # split.json's "validation" already holds the selection patients only
+        return val, read_report(Path(cfg.out) / "split.json")
+    if not cfg.report_fraction:
+        return val, []
+    if len(val) < 2:
+        raise TrainingSettingsError(f"report_fraction needs at least 2 validation patients, found {len(val)}")
+    selection, report = split_volumes(val, cfg.report_fraction, cfg.seed)
+    return selection, report
+
+
+def write_run_files(out: Path, cfg: TrainConfig, train: list[str], val: list[str], report: list[str]) -> None:
     """``split.json`` and ``config.json`` of a new run (a resumed run keeps its own)."""
-    write_split(out / "split.json", train, val, cfg.seed)
+    write_split(out / "split.json", train, val, cfg.seed, report)
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1) + "\n")
