@@ -261,13 +261,19 @@ def test_screenshot_with_the_widget_docked(make_napari_viewer, qtbot, tmp_path: 
     print(f"screenshot: {tmp_path / 'napari.png'}")
 
 
-def test_cancel_stops_the_worker_and_adds_nothing(make_napari_viewer, qtbot) -> None:
+def _volume_and_widget(make_napari_viewer, model: str):
+    """A viewer with the sample volume and the widget docked, set to segment it with ``model``."""
     viewer = make_napari_viewer()
     viewer.open_sample(PLUGIN, "flair_volume")
     widget = SegmentationWidget(viewer)
     viewer.window.add_dock_widget(widget)
     widget.image_combo.setCurrentText("synthetic FLAIR volume")
-    widget.model_combo.setCurrentIndex(widget.model_combo.findData("unetpp"))
+    widget.model_combo.setCurrentIndex(widget.model_combo.findData(model))
+    return viewer, widget
+
+
+def test_cancel_stops_the_worker_and_adds_nothing(make_napari_viewer, qtbot) -> None:
+    viewer, widget = _volume_and_widget(make_napari_viewer, "unetpp")
     widget.segment(whole_stack=True)
     assert widget.cancel_button.isEnabled()
     widget.cancel()
@@ -302,13 +308,7 @@ def test_a_failing_model_is_a_notification_and_the_widget_recovers(make_napari_v
 
 
 def test_segment_slice_fills_one_slice_then_merges_the_next_keeping_edits(make_napari_viewer, qtbot) -> None:
-    viewer = make_napari_viewer()
-    viewer.open_sample(PLUGIN, "flair_volume")
-    widget = SegmentationWidget(viewer)
-    viewer.window.add_dock_widget(widget)
-    widget.image_combo.setCurrentText("synthetic FLAIR volume")
-    widget.model_combo.setCurrentIndex(widget.model_combo.findData("attention-unet"))
-    image = viewer.layers["synthetic FLAIR volume"]
+    viewer, widget = _volume_and_widget(make_napari_viewer, "attention-unet")
     truth = viewer.layers["synthetic FLAIR volume true mask"].data != 0
     first, second = (int(z) for z in np.argsort(truth.reshape(len(truth), -1).sum(axis=1))[-2:])
 

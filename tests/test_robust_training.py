@@ -117,6 +117,11 @@ def test_report_patients_are_kept_apart_and_scored_in_the_robustness_table(share
     assert [r["condition"] for r in rows] == list(ROBUSTNESS_CONDITIONS)
     assert all(r[c] != "" for r in rows for c in COLUMNS)  # every column written
     assert all(r["n_volumes"] == "1" for r in rows)  # the one report patient
+    assert main(["evaluate", "--model", str(run / "best.safetensors"), "--data", str(data), "--split",
+                 str(run / "split.json"), "--group", "report", "--robustness", "--conditions", "as is",
+                 "skull-stripped", "--json", str(out)]) == 0
+    rows = list(csv.DictReader(open(out.with_name("r_robustness.csv"))))
+    assert [r["condition"] for r in rows] == ["as is", "skull-stripped"]
 
 
 def test_robustness_table_is_repeatable_and_the_shift_reaches_the_model(shared_data: Path, tiny_checkpoint: Path) -> None:

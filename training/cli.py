@@ -47,7 +47,9 @@ def _other_parsers(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--group", choices=["validation", "report"], default="validation",
                     help="with --split: the validation (selection) patients, or the report patients no choice saw")
     ev.add_argument("--robustness", action="store_true",
-                    help="also score under each shift of training.augment.ROBUSTNESS_CONDITIONS, one table")
+                    help="score under each shift of training.augment.ROBUSTNESS_CONDITIONS instead, one table")
+    ev.add_argument("--conditions", nargs="+", default=None, metavar="NAME",
+                    help="with --robustness: only these conditions (default: all)")
     ev.add_argument("--json", type=Path, default=None, help="write the summary here (plus _volumes.csv and _sheet.png beside it)")
     ev.add_argument("--threshold", type=float, default=None, help="default: the model card's")
     ev.add_argument("--min-lesion-size", type=int, default=None, help="default: the model card's")
@@ -83,7 +85,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.robustness:
         from training.robustness import format_table, robustness_table, write_table_csv
 
-        rows = robustness_table(predictor, slices, settings)
+        rows = robustness_table(predictor, slices, settings, tuple(args.conditions) if args.conditions else None)
         print(f"model {predictor.name} ({predictor.version}), settings {settings.to_dict()}, "
               f"{rows[0]['n_volumes']} volumes, {rows[0]['n_slices']} slices")
         print(format_table(rows))
