@@ -124,7 +124,7 @@ def test_report_patients_are_kept_apart_and_scored_in_the_robustness_table(share
     assert [r["condition"] for r in rows] == ["as is", "skull-stripped"]
 
 
-def test_robustness_table_is_repeatable_and_the_shift_reaches_the_model(shared_data: Path, tiny_checkpoint: Path) -> None:
+def test_robustness_table_is_repeatable_and_refuses_unknown_conditions(shared_data: Path, tiny_checkpoint: Path) -> None:
     from training.robustness import robustness_table
 
     slices = _patients(shared_data, n=1, per=2)
