@@ -17,11 +17,12 @@ from starlette.formparsers import MultiPartParser
 from metaseg_viewer.errors import MetaSegError
 from server.auth import document_api_key
 from server.engine import Engine
-from server.errors import install_error_handlers
+from server.errors import UnexpectedErrorMiddleware, install_error_handlers
 from server.jobs import InferenceQueue
-from server.middleware import AdmissionMiddleware, RequestLogMiddleware, UploadLimitMiddleware
+from server.middleware import AdmissionMiddleware, BodyMiddleware, RequestLogMiddleware
 from server.routes import predict, status
-from server.settings import ServerSettings
+from server.settings import InvalidSettings, ServerSettings, load_settings
+from server.shutdown import stop_on_signal
 
 log = logging.getLogger("metaseg.server")
 
@@ -34,7 +35,7 @@ With an API key configured, send it as `X-API-Key`. Every answer carries an `X-R
 
 
 class StartupError(RuntimeError):
-    """A model that cannot be loaded: the server refuses to start rather than serve half."""
+    """Invalid settings or a model that cannot be loaded: the server refuses to start rather than serve half."""
 
 
 def _log_to_stderr() -> None:
@@ -66,11 +67,15 @@ def create_app(settings: ServerSettings | None = None, engine: Engine | None = N
         except (MetaSegError, OSError) as exc:
             log.error("cannot start: %s", exc)
             raise StartupError(f"cannot start: {exc}") from None
-        app.state.queue = InferenceQueue(settings.workers, settings.queue_size)
-        log.info("ready: models %s, %d worker(s), queue %d", list(app.state.engine.predictors),
-                 settings.workers, settings.queue_size)
+        app.state.queue = queue = InferenceQueue(settings.workers, settings.queue_size, settings.max_queue_cost,
+                                                 settings.max_concurrent_reads)
+        undo = stop_on_signal(queue, settings.shutdown_grace_s)
+        log.info("ready: models %s, %d worker(s), queue %d, cost %d per request and %d at once",
+                 list(app.state.engine.predictors), settings.workers, settings.queue_size,
+                 settings.max_request_cost, settings.max_queue_cost)
         yield
-        app.state.queue.shutdown()
+        undo()
+        queue.shutdown()
 
     app = FastAPI(title="MetaSeg Viewer inference server", version="0.1.0", description=DESCRIPTION,
                   lifespan=lifespan)
@@ -82,16 +87,18 @@ def create_app(settings: ServerSettings | None = None, engine: Engine | None = N
     app.include_router(status.router)
     app.include_router(predict.router)
     document_api_key(app)
-    # Added last = outermost: request ids and logs wrap everything, CORS headers reach every
-    # answer (the early 413 too), and the upload limit sits inside both.
-    app.add_middleware(UploadLimitMiddleware, max_bytes=settings.max_upload_bytes,
-                       max_upload_mb=settings.max_upload_mb)
-    app.add_middleware(AdmissionMiddleware)
+    # Added last = outermost. From the outside in: request ids and logs wrap everything; CORS
+    # headers reach every answer (the early 401, 413 and 503 too); bugs become a JSON 500;
+    # admission (key, a place in the queue) comes before the body is received.
+    app.add_middleware(BodyMiddleware, max_bytes=settings.max_upload_bytes, max_upload_mb=settings.max_upload_mb,
+                       timeout_s=settings.body_timeout_s, readers=settings.max_concurrent_reads)
+    app.add_middleware(AdmissionMiddleware, queued=predict.router.routes)
+    app.add_middleware(UnexpectedErrorMiddleware)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["X-API-Key", "X-Request-ID", "Content-Type"],
                            expose_headers=["X-Request-ID", "X-Model", "X-Model-Version", "X-Lesion-Count",
-                                           "X-Inference-Ms", "Retry-After", "Content-Disposition"])
+                                           "X-Inference-Ms", "X-Warnings", "Retry-After", "Content-Disposition"])
     app.add_middleware(RequestLogMiddleware)
     return app
 
@@ -99,6 +106,11 @@ def create_app(settings: ServerSettings | None = None, engine: Engine | None = N
 def __getattr__(name: str) -> FastAPI:
     """``server.app:app`` for uvicorn, built on first access (importing this module has no side effects)."""
     if name == "app":
-        globals()["app"] = application = create_app()
+        try:
+            settings = load_settings()
+        except InvalidSettings as exc:
+            log.error("cannot start: %s", exc)
+            raise StartupError(f"cannot start: {exc}") from None
+        globals()["app"] = application = create_app(settings)
         return application
     raise AttributeError(name)

@@ -1,5 +1,6 @@
-"""Optional API key: with ``METASEG_API_KEY`` set, every route but :data:`OPEN_PATHS` and the
-API documents needs it in the ``X-API-Key`` header.
+"""Optional API key: with ``METASEG_API_KEY`` set, every route but :data:`OPEN_PATHS` needs it in
+the ``X-API-Key`` header; so do the API documents (``/docs``, ``/redoc``, ``/openapi.json``)
+unless ``METASEG_PUBLIC_DOCS`` opens them.
 
 The rule lives here once: :func:`key_refused` decides (``AdmissionMiddleware`` asks it before a
 body is read, so an upload without the key costs no memory) and :func:`document_api_key` writes
@@ -15,7 +16,7 @@ from fastapi import FastAPI
 from starlette.routing import Match
 from starlette.types import Scope
 
-#: Liveness and readiness stay open for orchestrators; so do the API's own documents.
+#: Liveness and readiness stay open for orchestrators.
 OPEN_PATHS = frozenset({"/health", "/ready"})
 HEADER = "X-API-Key"
 REFUSAL = f"missing or wrong API key: send the {HEADER} header with the server's key"
@@ -23,8 +24,8 @@ _SCHEME = "APIKeyHeader"
 
 
 def _open(app: FastAPI, path: str) -> bool:
-    return path in OPEN_PATHS or path in {app.openapi_url, app.docs_url, app.redoc_url,
-                                          app.swagger_ui_oauth2_redirect_url}
+    documents = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
+    return path in OPEN_PATHS or (app.state.settings.public_docs and path in documents)
 
 
 def _route_path(scope: Scope) -> str:

@@ -11,9 +11,6 @@ import ipaddress
 import logging
 import sys
 
-from pydantic import ValidationError
-from pydantic_settings import SettingsError
-
 from metaseg_viewer.errors import MetaSegError
 
 
@@ -37,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, help="inference threads")
     parser.add_argument("--queue-size", type=int, help="requests that may wait; more get 503")
     parser.add_argument("--max-upload-mb", type=float)
-    parser.add_argument("--save-uploads-dir", help="keep uploads here under generated names (off by default)")
+    parser.add_argument("--save-uploads-dir",
+                        help="keep accepted uploads (patient data) here under generated names (off by default)")
     parser.add_argument("--no-api-key-ok", action="store_true", help="allow a non-localhost --host without METASEG_API_KEY")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
@@ -46,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from server.app import create_app
     from server.engine import Engine
-    from server.settings import ServerSettings
+    from server.settings import InvalidSettings, load_settings
 
     given = {"default_model": args.model, "models": args.models, "device": args.device, "workers": args.workers,
              "queue_size": args.queue_size, "max_upload_mb": args.max_upload_mb, "save_uploads_dir": args.save_uploads_dir}
@@ -54,14 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("metaseg.server").setLevel(args.log_level.upper())
     try:
         if args.model and not args.models:
-            given["models"] = list(dict.fromkeys([*ServerSettings().models, args.model]))
-        settings = ServerSettings(**given)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        print(f"metaseg-server: invalid settings: {problems}", file=sys.stderr)
-        return 2
-    except SettingsError as exc:  # e.g. METASEG_MODELS that is not a JSON list
-        print(f"metaseg-server: invalid settings in the environment: {exc}", file=sys.stderr)
+            given["models"] = list(dict.fromkeys([*load_settings().models, args.model]))
+        settings = load_settings(**given)
+    except InvalidSettings as exc:
+        print(f"metaseg-server: {exc}", file=sys.stderr)
         return 2
     if not _is_loopback(args.host) and settings.api_key is None and not args.no_api_key_ok:
         print(f"metaseg-server: refusing to listen on {args.host} without an API key: set METASEG_API_KEY "

@@ -1,27 +1,31 @@
-"""The blocking work behind the routes: read an upload, segment it, encode the answer.
+"""The blocking work behind the routes: read an upload, weigh it, segment it, encode the answer.
 
-Everything here runs on an inference thread (see :mod:`server.jobs`) and touches no HTTP
-objects; the routes only move bytes in and out.
+Everything here runs on a reader or inference thread (see :mod:`server.jobs`) and touches no
+HTTP objects; the routes only move bytes in and out.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
-import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+import numpy as np
 
 from metaseg_viewer.evaluation import read_true_mask, score_against
 from metaseg_viewer.inference import Predictor
 from metaseg_viewer.io import read_scan
-from metaseg_viewer.io.suffixes import suffix_of
-from metaseg_viewer.errors import InputError
+from metaseg_viewer.errors import InputError, TooLargeError
 from metaseg_viewer.registry import describe_card, describe_models
 from metaseg_viewer.encoding import encode_probabilities, rle_encode
 from metaseg_viewer.prediction import Prediction
 from metaseg_viewer.scan import Scan
 from metaseg_viewer.segment import lesion_rows, mask_file, mask_suffix, output_stem
+from server.jobs import check_cancel
+from server.kept_uploads import UploadArchive
 from server.settings import ServerSettings
 
 MaskFormat = Literal["auto", "png", "nifti", "json"]
@@ -42,24 +46,38 @@ class Options:
     min_lesion_size: int | None = None
 
 
+@dataclass(frozen=True)
+class Upload:
+    """A decoded upload: its name (for messages and output names only), scan, and the mask
+    format it was checked for; ``read_ms`` is the decoding time."""
+
+    name: str
+    scan: Scan
+    mask_format: MaskFormat = "json"
+    read_ms: float = 0.0
+
+
 @dataclass
 class SegmentedUpload:
-    """One segmented upload, the mask format it was checked for, and the timings of each stage
-    (milliseconds)."""
+    """One segmented upload and the timings of each stage (milliseconds)."""
 
-    file_name: str
-    scan: Scan
+    upload: Upload
     prediction: Prediction
-    mask_format: MaskFormat = "auto"
     timings_ms: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def warnings(self) -> list[str]:
+        """What the user must know about this result (the reader's and the prediction's), once each."""
+        found = (*getattr(self.upload.scan, "warnings", ()), *getattr(self.prediction, "warnings", ()))
+        return list(dict.fromkeys(found))
+
     def summary(self, with_mask: bool = True, with_probabilities: bool = False) -> dict[str, Any]:
-        """The JSON answer: model, size, settings, lesion table, RLE mask, timings (and, when
-        asked, the 8-bit probability map, so a client can re-threshold without the server)."""
-        scan, pred = self.scan, self.prediction
+        """The JSON answer: model, size, settings, lesion table, warnings, RLE mask, timings (and,
+        when asked, the 8-bit probability map, so a client can re-threshold without the server)."""
+        scan, pred = self.upload.scan, self.prediction
         rows = lesion_rows(scan, pred.mask, pred.probabilities)
         result = {
-            "file": self.file_name,
+            "file": self.upload.name,
             "model": pred.model_name,
             "model_version": pred.model_version,
             "shape": list(scan.shape),
@@ -69,6 +87,7 @@ class SegmentedUpload:
             "settings": pred.settings.to_dict(),
             "lesion_count": len(rows),
             "lesions": [{k: _plain(v) for k, v in row.items()} for row in rows],
+            "warnings": self.warnings,
             "timings_ms": self.timings_ms,
         }
         if with_mask:
@@ -78,24 +97,33 @@ class SegmentedUpload:
         return result
 
     def mask_file(self) -> tuple[bytes, str, str]:
-        """``(bytes, media type, file name)`` of the mask in :attr:`mask_format` (which
-        :meth:`Engine.segment` checked against the input); auto: PNG for a 2-D image, NIfTI for a volume."""
-        stem = output_stem(self.file_name) or "upload"
-        data, suffix = mask_file(self.scan, self.prediction.mask, "auto" if self.mask_format == "json" else self.mask_format)
+        """``(bytes, media type, file name)`` of the mask in the upload's mask format (which
+        :meth:`Engine.read` checked against the input); auto: PNG for a 2-D image, NIfTI for a volume."""
+        upload = self.upload
+        stem = output_stem(upload.name) or "upload"
+        data, suffix = mask_file(upload.scan, self.prediction.mask,
+                                 "auto" if upload.mask_format == "json" else upload.mask_format)
         media_type = "image/png" if suffix.endswith(".png") else "application/gzip"
         return data, media_type, stem + suffix
 
 
 class Engine:
-    """The loaded models plus the limits every upload is read under."""
+    """The loaded models plus the limits every upload is read under.
+
+    A request goes through two blocking stages, each on its own threads (:mod:`server.jobs`):
+    :meth:`read` decodes (and, once accepted, keeps) an upload; :meth:`cost` weighs the decoded
+    scans against the request budget; :meth:`segment` or :meth:`evaluate` runs the networks and
+    stops at the next batch of slices once ``cancel`` is set.
+    """
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
         self.limits = settings.read_limits()
         # Loading is the slow, failure-prone part of start-up: do it once, here, and fail fast.
         self.predictors: dict[str, Predictor] = {name: Predictor.load(name, settings.device) for name in settings.models}
-        if settings.save_uploads_dir is not None:
-            settings.save_uploads_dir.mkdir(parents=True, exist_ok=True)
+        folder = settings.save_uploads_dir
+        self.archive = None if folder is None else UploadArchive(
+            folder, int(settings.save_uploads_max_mb * 1024 * 1024), settings.save_uploads_max_days * 86400)
 
     def predictor(self, name: str | None) -> Predictor:
         """The loaded model a request names (``None``: the default); the one place an unknown name is refused."""
@@ -113,45 +141,58 @@ class Engine:
             rows.append({**row, "version": predictor.version, "default": name == self.settings.default_model})
         return rows
 
-    def segment(self, data: bytes, file_name: str, options: Options,
-                mask_format: MaskFormat = "auto") -> SegmentedUpload:
-        """Read and segment; a ``mask_format`` the input cannot have is refused before any inference."""
+    def read(self, data: bytes, file_name: str, mask_format: MaskFormat = "json") -> Upload:
+        """Decode an upload; a ``mask_format`` the input cannot have is refused here, before any
+        queueing. Only an accepted upload is kept (``save_uploads_dir``)."""
         start = time.perf_counter()
-        scan = self._read(data, file_name)
+        scan = read_scan(data, name=file_name, limits=self.limits)
         if mask_format != "json":
             try:
-                mask_suffix(scan, mask_format)  # the core's rule, before any inference
+                mask_suffix(scan, mask_format)  # the core's rule
             except InputError as exc:
                 raise OptionError(f"format={mask_format}: {exc} (format=nifti), or format=json or auto") from None
-        return self._predict(scan, file_name, options, start, mask_format)
+        if self.archive is not None:
+            self.archive.keep(data, file_name)
+        return Upload(file_name, scan, mask_format, round((time.perf_counter() - start) * 1000, 1))
 
-    def evaluate(self, data: bytes, file_name: str, mask: bytes, mask_name: str, options: Options) -> dict[str, Any]:
-        """Segment an image and score it against its true mask (read first: a bad mask fails fast)."""
+    def read_truth(self, mask: bytes, mask_name: str, scan: Scan) -> np.ndarray:
+        """The true mask of ``scan`` for /evaluate (refused unless it has the scan's size)."""
+        return read_true_mask(mask, scan.shape, name=mask_name, limits=self.limits)
+
+    def cost(self, uploads: Sequence[Upload], options: Options) -> int:
+        """Network passes the request needs: slices x members x (2 with TTA); over the budget
+        (``max_request_cost``) it is refused (413) before any inference."""
+        predictor = options.predictor
+        tta = predictor.defaults.tta if options.tta is None else options.tta
+        per_slice = len(predictor.members) * (2 if tta else 1)
+        slices = sum(upload.scan.n_slices for upload in uploads)
+        budget = self.settings.max_request_cost
+        if slices * per_slice > budget:
+            raise TooLargeError(
+                f"this request needs {slices * per_slice} network passes ({slices} slices x {per_slice} per slice: "
+                f"{len(predictor.members)} model(s) of {predictor.name!r}, test-time augmentation "
+                f"{'on' if tta else 'off'}); this server accepts at most {budget} per request "
+                "(METASEG_MAX_REQUEST_COST). Accepted: fewer slices, tta=false or a single model")
+        return slices * per_slice
+
+    def segment(self, upload: Upload, options: Options, cancel: threading.Event | None = None) -> SegmentedUpload:
+        """Segment a read upload; stops with ``Cancelled`` at the next batch of slices once
+        ``cancel`` is set. ``total`` counts reading and segmenting, not waiting in line."""
         start = time.perf_counter()
-        scan = self._read(data, file_name)
-        truth = read_true_mask(mask, scan.shape, name=mask_name, limits=self.limits)
-        seg = self._predict(scan, file_name, options, start)
-        return {"prediction": seg.summary(), "scores": score_against(seg.prediction.mask, truth, scan.spacing)}
+        check_cancel(cancel)
+        prediction = options.predictor.predict(upload.scan, threshold=options.threshold, tta=options.tta,
+                                               min_lesion_size=options.min_lesion_size,
+                                               progress=lambda done, total: check_cancel(cancel))
+        timings = {"read": upload.read_ms, "inference": round(prediction.seconds * 1000, 1),
+                   "total": round(upload.read_ms + (time.perf_counter() - start) * 1000, 1)}
+        return SegmentedUpload(upload, prediction, timings)
 
-    def _read(self, data: bytes, file_name: str) -> Scan:
-        self._keep(data, file_name)
-        return read_scan(data, name=file_name, limits=self.limits)
-
-    def _predict(self, scan: Scan, file_name: str, options: Options, start: float,
-                 mask_format: MaskFormat = "auto") -> SegmentedUpload:
-        read_ms = (time.perf_counter() - start) * 1000
-        prediction = options.predictor.predict(scan, threshold=options.threshold, tta=options.tta,
-                                               min_lesion_size=options.min_lesion_size)
-        timings = {"read": round(read_ms, 1), "inference": round(prediction.seconds * 1000, 1),
-                   "total": round((time.perf_counter() - start) * 1000, 1)}
-        return SegmentedUpload(file_name, scan, prediction, mask_format, timings)
-
-    def _keep(self, data: bytes, file_name: str) -> None:
-        """Save an upload only when the operator asked, under a generated name in their folder."""
-        folder = self.settings.save_uploads_dir
-        if folder is None:
-            return
-        (folder / f"{uuid.uuid4().hex}{suffix_of(file_name) or '.bin'}").write_bytes(data)
+    def evaluate(self, upload: Upload, truth: np.ndarray, options: Options,
+                 cancel: threading.Event | None = None) -> dict[str, Any]:
+        """Segment a read upload and score it against its true mask (see :meth:`read_truth`)."""
+        seg = self.segment(upload, options, cancel)
+        scores = score_against(seg.prediction.mask, truth, upload.scan.spacing)
+        return {"prediction": seg.summary(), "scores": scores}
 
 
 def _plain(value: Any) -> Any:

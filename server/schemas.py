@@ -42,6 +42,7 @@ class PredictionResult(BaseModel):
         "settings": {"threshold": 0.5, "tta": False, "min_lesion_size": 10},
         "lesion_count": 1,
         "lesions": [{"label": 1, "size_px": 1532, "centroid_row": 101.4, "centroid_col": 160.2, "mean_probability": 0.93}],
+        "warnings": [],
         "timings_ms": {"read": 3.1, "inference": 310.5, "total": 320.0},
         "mask": {"encoding": "rle", "shape": [1, 256, 256], "order": "C", "counts": [25933, 12, 243, 15]},
     }]})
@@ -57,7 +58,12 @@ class PredictionResult(BaseModel):
     lesion_count: int
     lesions: list[dict[str, float | int | str | None]] = Field(
         description="one row per connected lesion (3-D for volumes): size, centroid, mean probability")
-    timings_ms: dict[str, float]
+    warnings: list[str] = Field(default_factory=list, description="what the reader or the prediction found that may "
+                                                                   "make this result partial or meaningless; empty "
+                                                                   "when nothing (batch entries and /evaluate carry "
+                                                                   "it in their prediction)")
+    timings_ms: dict[str, float] = Field(description="read (decoding), inference (networks), total (both, without "
+                                                     "the wait for a worker)")
     mask: RLEMask | None = None
     probabilities: EncodedProbabilities | None = None
 
@@ -111,8 +117,10 @@ class Health(BaseModel):
 class Ready(BaseModel):
     ready: bool
     models: list[str]
-    busy: int = Field(description="requests being segmented or waiting now")
-    capacity: int
+    busy: int = Field(description="requests admitted now: uploads being received, decoded, waiting or segmented")
+    capacity: int = Field(description="requests admitted at once (workers + queue size); more get 503")
+    cost: int = Field(description="network passes (slices x passes per slice) running or waiting now")
+    max_cost: int = Field(description="network passes admitted at once; a request that would pass it gets 503")
 
 
 class ErrorBody(BaseModel):
@@ -126,9 +134,12 @@ class ErrorBody(BaseModel):
 
 
 ERROR_RESPONSES = {
+    400: {"model": ErrorBody, "description": "a body that is not valid multipart/form-data"},
     401: {"model": ErrorBody, "description": "missing or wrong X-API-Key (only when the server has a key)"},
-    413: {"model": ErrorBody, "description": "upload, slice or volume over the server's limits"},
+    408: {"model": ErrorBody, "description": "the body did not arrive within the body timeout"},
+    413: {"model": ErrorBody, "description": "upload, slice, volume or cost (network passes) over the server's limits"},
     415: {"model": ErrorBody, "description": "content is not an image or volume format the reader knows"},
     422: {"model": ErrorBody, "description": "invalid option, or a file that is recognised but unusable"},
-    503: {"model": ErrorBody, "description": "all workers busy and the queue full; see Retry-After"},
+    503: {"model": ErrorBody, "description": "the queue is full (see Retry-After), the server is shutting down, or "
+                                             "the request was cancelled"},
 }

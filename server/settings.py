@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from metaseg_viewer.io import ReadLimits
 from metaseg_viewer.registry import DEFAULT_MODEL, MODEL_NAMES
@@ -13,7 +13,10 @@ from metaseg_viewer.registry import DEFAULT_MODEL, MODEL_NAMES
 
 class ServerSettings(BaseSettings):
     """Everything an operator may set. Environment: ``METASEG_MODELS='["unetpp"]'``,
-    ``METASEG_API_KEY=...``, ``METASEG_MAX_UPLOAD_MB=50`` and so on (lists as JSON)."""
+    ``METASEG_API_KEY=...``, ``METASEG_MAX_UPLOAD_MB=50`` and so on (lists as JSON).
+
+    Cost is counted in network passes: slices x ensemble members x (2 with test-time
+    augmentation, else 1); it is what a request takes from the inference threads."""
 
     model_config = SettingsConfigDict(env_prefix="METASEG_", extra="forbid")
 
@@ -27,14 +30,31 @@ class ServerSettings(BaseSettings):
     max_slices: int = Field(512, gt=0, description="most slices in one volume")
     max_voxels: int = Field(512 * 512 * 256, gt=0, description="most voxels in one volume (memory bound)")
     max_batch_files: int = Field(32, gt=0, description="most files in one /predict/batch request")
+    max_request_cost: int = Field(1024, gt=0, description="most network passes one request may need (a batch: "
+                                                          "all its files); more get 413 before any inference")
+    max_queue_cost: int = Field(4096, gt=0, description="network passes admitted to the inference threads at once "
+                                                        "(running and waiting); a request that would pass it gets 503")
     workers: int = Field(1, ge=1, description="inference threads (each runs one request at a time)")
-    queue_size: int = Field(32, ge=0, description="requests that may wait for a worker; more get 503")
+    queue_size: int = Field(32, ge=0, description="requests that may be admitted beyond the workers (their uploads "
+                                                  "being received, decoded or waiting); more get 503")
+    max_concurrent_reads: int = Field(4, ge=1, description="uploads received from the network at once, and uploads "
+                                                           "decoded at once; others wait their turn")
+    body_timeout_s: float = Field(60.0, gt=0, description="seconds a request body may take to arrive once its turn "
+                                                          "to be received came (408 after)")
+    shutdown_grace_s: float = Field(10.0, gt=0, description="on SIGTERM/SIGINT, seconds running jobs get to stop at "
+                                                            "their next batch of slices before the process exits")
     torch_threads: int | None = Field(None, ge=1, description="intra-op threads for torch (default: torch's)")
-    api_key: SecretStr | None = Field(None, description="when set, every request except /health, /ready and the "
-                                                        "API documents needs the header X-API-Key with this value")
+    api_key: SecretStr | None = Field(None, description="when set, every request except /health and /ready (and "
+                                                        "the API documents with public_docs) needs the header "
+                                                        "X-API-Key with this value")
+    public_docs: bool = Field(False, description="serve /docs, /redoc and /openapi.json without the API key")
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed by CORS (none by default)")
-    save_uploads_dir: Path | None = Field(None, description="keep each upload here under a generated name "
-                                                            "(off by default: uploads stay in memory)")
+    save_uploads_dir: Path | None = Field(None, description="keep each accepted upload here under a generated name "
+                                                            "(off by default: uploads stay in memory); holds "
+                                                            "patient data")
+    save_uploads_max_mb: float = Field(1024.0, gt=0, description="size quota of save_uploads_dir, in MiB: the "
+                                                                 "oldest kept uploads are deleted beyond it")
+    save_uploads_max_days: float = Field(7.0, gt=0, description="kept uploads older than this are deleted")
 
     @field_validator("models")
     @classmethod
@@ -42,6 +62,15 @@ class ServerSettings(BaseSettings):
         if not models:
             raise ValueError(f"load at least one model; shipped: {list(MODEL_NAMES)}")
         return list(dict.fromkeys(models))
+
+    @field_validator("api_key")
+    @classmethod
+    def _key_not_empty(cls, key: SecretStr | None) -> SecretStr | None:
+        """An empty key would refuse every client; an unset one means no key."""
+        if key is not None and not key.get_secret_value().strip():
+            raise ValueError("METASEG_API_KEY is set but empty, which would lock every client out: "
+                             "set a key, or unset the variable to run without one")
+        return key
 
     @model_validator(mode="after")
     def _default_is_loaded(self) -> ServerSettings:
@@ -58,3 +87,19 @@ class ServerSettings(BaseSettings):
     def read_limits(self) -> ReadLimits:
         return ReadLimits(max_bytes=self.max_upload_bytes, max_slice_pixels=self.max_slice_pixels,
                           max_voxels=self.max_voxels, max_slices=self.max_slices)
+
+
+class InvalidSettings(ValueError):
+    """Settings the server cannot start with, worded on one line."""
+
+
+def load_settings(**given: object) -> ServerSettings:
+    """``ServerSettings`` from ``given`` and the environment, or :class:`InvalidSettings` saying what is wrong."""
+    try:
+        return ServerSettings(**given)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg'].removeprefix('Value error, ')}"
+                             for e in exc.errors())
+        raise InvalidSettings(f"invalid settings: {problems}") from None
+    except SettingsError as exc:  # e.g. METASEG_MODELS that is not a JSON list
+        raise InvalidSettings(f"invalid settings in the environment: {exc}") from None

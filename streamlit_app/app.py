@@ -17,6 +17,7 @@ from metaseg_viewer.errors import InputError
 from metaseg_viewer.evaluation import read_true_mask
 from metaseg_viewer.inference import Predictor
 from metaseg_viewer.io import ReadLimits
+from metaseg_viewer.precision import PRECISIONS
 from metaseg_viewer.preprocessing import DISPLAY_PERCENTILES, window_to_uint8
 from metaseg_viewer.registry import DEFAULT_MODEL, MODEL_LABELS, SINGLE_MODELS, model_label
 from metaseg_viewer.segment import lesion_rows
@@ -32,8 +33,8 @@ KEPT_BYTES = 1 << 30  # probability maps kept per session (oldest dropped first)
 
 
 @st.cache_resource(show_spinner="Loading the model (once per server process)…")
-def load_predictor(name: str) -> Predictor:
-    return Predictor.load(name)
+def load_predictor(name: str, precision: str = "auto") -> Predictor:
+    return Predictor.load(name, precision=precision)
 
 
 def sidebar() -> tuple[LocalBackend | RemoteBackend, str, dict]:
@@ -48,7 +49,10 @@ def sidebar() -> tuple[LocalBackend | RemoteBackend, str, dict]:
                                  persist_state="page")
         backend: LocalBackend | RemoteBackend = RemoteBackend(url, api_key)
     else:
-        backend = LocalBackend(load_predictor)
+        precision = bar.radio("Precision", PRECISIONS, horizontal=True, key="precision", persist_state="page",
+                              help="auto: bf16 where this computer's CPU (AMX / AVX512-BF16) or GPU computes it "
+                                   "natively (about 2x faster, masks within 0.99 Dice of fp32), fp32 elsewhere.")
+        backend = LocalBackend(lambda name: load_predictor(name, precision), precision)
     try:
         models = {m["name"]: m for m in backend.models()}
     except BackendError as exc:
@@ -138,7 +142,7 @@ def cached(kind: str, key: str, make):
 def result_for(backend: LocalBackend | RemoteBackend, case: Case, model: str, tta: bool) -> Result:
     """The probability map for this case, model and TTA: from the session, else computed now."""
     results: dict = st.session_state.setdefault("results", {})
-    key = (backend.where, case.key, model, tta)
+    key = (backend.where, backend.precision, case.key, model, tta)
     if key not in results:
         label = f"Segmenting {case.label} with {model_label(model)} on {backend.where}…"
         if isinstance(backend, LocalBackend):
@@ -186,8 +190,10 @@ def main() -> None:
     rows = lesion_rows(scan, mask, prediction.probabilities)
     st.markdown(f"**{case.label}** — {scan.description or 'image'}, {scan.shape[1]} × {scan.shape[2]} pixels"
                 + (f" × {scan.n_slices} slices" if scan.n_slices > 1 else "")
-                + f" · {model_label(prediction.model_name)} ({prediction.model_version}) on "
+                + f" · {model_label(prediction.model_name)} ({prediction.model_version}) in {prediction.precision} on "
                 f"{result.where}, {prediction.seconds:.1f} s · **{len(rows)} lesion{'s' if len(rows) != 1 else ''}**")
+    for warning in scan.warnings:
+        st.warning(warning)
     z = views.pick_slice(scan, mask, key=f"slice_{case.key}")
     compare_title = "Compare " + " and ".join(model_label(m) for m in COMPARED)
     tabs = st.tabs(["Segmentation", compare_title, "Lesions and scores", "Downloads"])
@@ -209,7 +215,7 @@ def main() -> None:
 def compare(backend: LocalBackend | RemoteBackend, case: Case, display: np.ndarray, z: int, settings: dict) -> None:
     """Both networks on this case, each with its own validated threshold and minimum size."""
     results: dict = st.session_state.setdefault("results", {})
-    ready = all((backend.where, case.key, name, settings["tta"]) in results for name in COMPARED)
+    ready = all((backend.where, backend.precision, case.key, name, settings["tta"]) in results for name in COMPARED)
     if not ready and not st.button("Run both models on this image", key="compare"):
         st.caption(f"Runs {' and '.join(model_label(m) for m in COMPARED)} on the same input and shows where "
                    "they disagree.")

@@ -44,8 +44,9 @@ class LocalBackend:
 
     where = "this computer"
 
-    def __init__(self, load: Callable[[str], Predictor]) -> None:
+    def __init__(self, load: Callable[[str], Predictor], precision: str = "auto") -> None:
         self.load = load
+        self.precision = precision  # as asked (auto, fp32, bf16); the result says what ran
 
     def models(self) -> list[dict[str, Any]]:
         return describe_models()
@@ -56,6 +57,8 @@ class LocalBackend:
             prediction = predictor.predict(case.scan, tta=tta, progress=progress)
         except MetaSegError as exc:
             raise BackendError(str(exc)) from exc
+        except MemoryError:
+            raise BackendError(f"Not enough memory to segment {case.label} on {self.where}.") from None
         return Result(prediction, predictor.defaults, self.where)
 
 
@@ -67,6 +70,7 @@ class RemoteBackend:
         self.headers = {"X-API-Key": api_key} if api_key else {}
         self.timeout = timeout
         self.where = self.url
+        self.precision = "server"  # the server's setting (METASEG_PRECISION); each answer says what ran
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         import httpx
@@ -121,5 +125,5 @@ class RemoteBackend:
                                "are both the same MetaSeg version?")
         prediction = Prediction.from_probabilities(probabilities, settings, case.scan.is_volume, enhanced=view,
                                                    model_name=body["model"], model_version=body["model_version"],
-                                                   seconds=seconds)
+                                                   seconds=seconds, precision=str(body.get("precision", "unknown")))
         return Result(prediction, defaults, self.where)

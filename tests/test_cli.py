@@ -83,7 +83,7 @@ def test_same_names_do_not_overwrite_and_bad_settings_stop_early(tmp_path: Path,
                  "--model", str(tiny_checkpoint), "--out", str(out)]) == 0
     assert (out / "scan_mask.png").is_file() and (out / "scan_2_mask.png").is_file()
     assert main(["segment", str(tmp_path / "a" / "scan.png"), "--model", str(tiny_checkpoint), "--threshold", "1.5"]) == 2
-    assert "threshold must be strictly between 0 and 1" in capsys.readouterr().err
+    assert "threshold must be a number strictly between 0 and 1" in capsys.readouterr().err
     blocker = tmp_path / "file"
     blocker.write_text("x")
     assert main(["segment", str(tmp_path / "a" / "scan.png"), "--model", str(tiny_checkpoint), "--out", str(blocker)]) == 1

@@ -197,7 +197,7 @@ def test_lgg_name_rule_picks_flair_only_for_lgg_names(tmp_path, rng):
     luminance = np.rint(bt601(array)).astype(np.uint8)
     flair = read_scan(tmp_path / lgg_name)
     np.testing.assert_array_equal(flair.pixels[0], array[..., 1])
-    assert "FLAIR channel (1) of LGG 3-channel TIFF" in flair.description
+    assert "FLAIR channel (1) of an LGG kaggle_3m 3-channel TIFF (recognised by its file name)" in flair.description
     np.testing.assert_array_equal(read_scan(data, name=lgg_name).pixels[0], array[..., 1])
     np.testing.assert_array_equal(read_scan(data).pixels[0], luminance)
     np.testing.assert_array_equal(read_scan(tmp_path / "photo.tif").pixels[0], luminance)

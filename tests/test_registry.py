@@ -70,3 +70,55 @@ def test_unreadable_ensemble_card(tmp_path: Path) -> None:
     path.write_text("[1, 2]")
     with pytest.raises(CheckpointError, match="JSON object"):
         read_ensemble_card(path)
+
+
+def test_shipped_checksums_in_the_code_match_the_shipped_files() -> None:
+    import hashlib
+
+    from metaseg_viewer.checkpoints import read_card
+    from metaseg_viewer.registry import SHIPPED_SHA256
+
+    for card_file in SINGLE_MODELS.values():
+        weights = (weights_dir() / card_file).with_suffix(".safetensors")
+        recorded = SHIPPED_SHA256[weights.name]
+        assert hashlib.sha256(weights.read_bytes()).hexdigest() == recorded == read_card(weights).sha256
+
+
+def test_a_shipped_model_swapped_with_its_card_is_refused_but_own_checkpoints_load(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_checkpoint: Path) -> None:
+    """Replacing both a shipped weights file and its card (checksum updated to match) is caught
+    by the checksum recorded in the code; a user's checkpoint elsewhere is trusted by its card."""
+    import shutil
+
+    from metaseg_viewer import registry
+    from metaseg_viewer.checkpoints import ModelCard, read_card, sha256_of
+    from metaseg_viewer.inference import Predictor
+
+    for item in weights_dir().iterdir():
+        shutil.copy(item, tmp_path / item.name)
+    shutil.copy(tiny_checkpoint, tmp_path / "unetpp.safetensors")  # the swap
+    card = read_card(tiny_checkpoint)
+    forged = ModelCard(**{**card.__dict__, "sha256": sha256_of(tmp_path / "unetpp.safetensors"),
+                          "weights_file": "unetpp.safetensors"})
+    (tmp_path / "unetpp.json").write_text(json.dumps(forged.to_dict()))
+    monkeypatch.setattr(registry, "weights_dir", lambda: tmp_path)
+
+    for name in ("unetpp", "ensemble"):
+        with pytest.raises(CheckpointError, match="SHIPPED_SHA256"):
+            Predictor.load(name, device="cpu")
+    assert Predictor.load("attention-unet", device="cpu").name == "attention-unet"  # untouched: still loads
+    assert Predictor.load(tiny_checkpoint, device="cpu").name == "tiny"
+
+
+def test_an_ensemble_card_outside_the_package_loads_by_its_path(tmp_path: Path) -> None:
+    """How a candidate ensemble is evaluated before it ships (``evaluate --model runs/cand/ensemble.json``)."""
+    import shutil
+
+    from metaseg_viewer.inference import Predictor
+
+    for item in weights_dir().iterdir():
+        shutil.copy(item, tmp_path / item.name)
+    predictor = Predictor.load(tmp_path / "ensemble.json", device="cpu")
+    shipped = Predictor.load("ensemble", device="cpu")
+    assert len(predictor.members) == 2 and predictor.version == shipped.version
+    assert predictor.defaults == shipped.defaults

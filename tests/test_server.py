@@ -213,7 +213,9 @@ def test_every_route_the_openapi_document_marks_as_keyed_refuses_a_missing_key()
     """The key is checked in one place (the admission middleware); the document must say the same."""
     settings = ServerSettings(models=["attention-unet"], default_model="attention-unet", api_key="s3cret")
     with TestClient(create_app(settings)) as c:
-        schema = c.get("/openapi.json").json()  # the documents themselves stay open
+        for path in ["/openapi.json", "/docs", "/redoc"]:  # the documents need the key too, by default
+            assert c.get(path).status_code == 401, path
+        schema = c.get("/openapi.json", headers={"X-API-Key": "s3cret"}).json()
         assert schema["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
         keyed = {(method.upper(), path) for path, operations in schema["paths"].items()
                  for method, operation in operations.items() if operation.get("security")}
@@ -224,9 +226,12 @@ def test_every_route_the_openapi_document_marks_as_keyed_refuses_a_missing_key()
             assert refused.status_code == 401, (method, path)
             assert "X-API-Key" in refused.json()["detail"] and refused.headers["www-authenticate"] == "APIKey"
             assert refused.json()["request_id"] == refused.headers["x-request-id"]
-        for path in ["/health", "/ready", "/docs"]:
+        for path in ["/health", "/ready"]:
             assert c.get(path).status_code == 200, path
         assert c.get("/nowhere").status_code == 404 and c.get("/predict").status_code == 405  # as without a key
+    with TestClient(create_app(settings.model_copy(update={"public_docs": True}))) as c:
+        assert all(c.get(path).status_code == 200 for path in ["/openapi.json", "/docs", "/redoc"])
+        assert c.get("/models").status_code == 401
 
 
 def test_unknown_model_and_png_of_a_volume_are_refused_before_inference(

@@ -34,6 +34,9 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
                    help="auto: bf16 autocast where the CPU (AMX / AVX512-BF16) or GPU has native bf16, else fp32")
+    p.add_argument("--val-shift", default=None, metavar="CONDITION",
+                   help="also validate under this robustness condition (e.g. 'skull-stripped') and keep the checkpoint "
+                        "with the best mean of both per-volume Dice figures")
     p.add_argument("--init", default=None, help="fine-tune: start from this checkpoint's weights; its validation patients stay the validation split")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
 
@@ -57,6 +60,8 @@ def _other_parsers(sub: argparse._SubParsersAction) -> None:
     tta.add_argument("--tta", dest="tta", action="store_true", default=None)
     tta.add_argument("--no-tta", dest="tta", action="store_false")
     ev.add_argument("--device", default=None)
+    ev.add_argument("--precision", choices=PRECISIONS, default="auto",
+                    help="auto: bf16 where the CPU/GPU has native bf16, else fp32 (the apps' default)")
     ex = sub.add_parser("export", help="tune a run's best checkpoint on its validation patients and ship it")
     ex.add_argument("--run", type=Path, required=True)
     ex.add_argument("--name", required=True, choices=list(SINGLE_MODELS))
@@ -74,7 +79,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from training.data import find_slices
     from training.evaluate import predict_folder, score, write_per_volume_csv, write_sheet
 
-    predictor = Predictor.load(args.model, device=args.device)
+    predictor = Predictor.load(args.model, device=args.device, precision=args.precision)
     settings = predictor.defaults.override(threshold=args.threshold, tta=args.tta, min_lesion_size=args.min_lesion_size)
     slices = find_slices(args.data)
     if args.split:
@@ -86,7 +91,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         from training.robustness import format_table, robustness_table, write_table_csv
 
         rows = robustness_table(predictor, slices, settings, tuple(args.conditions) if args.conditions else None)
-        print(f"model {predictor.name} ({predictor.version}), settings {settings.to_dict()}, "
+        print(f"model {predictor.name} ({predictor.version}) in {predictor.precision}, settings {settings.to_dict()}, "
               f"{rows[0]['n_volumes']} volumes, {rows[0]['n_slices']} slices")
         print(format_table(rows))
         if args.json:
@@ -96,7 +101,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     predictions, seconds = predict_folder(predictor, slices, settings.tta)
     summary, rows = score(predictions, settings.threshold, settings.min_lesion_size)
     summary["seconds_per_slice"] = seconds
-    print(f"model {predictor.name} ({predictor.version}), settings {settings.to_dict()}")
+    print(f"model {predictor.name} ({predictor.version}) in {predictor.precision}, settings {settings.to_dict()}")
     for key, value in summary.items():
         shown = f"{value:.4f}" if isinstance(value, float) else "undefined (no volume has both a prediction and a " \
             "true lesion)" if value is None else value
@@ -104,7 +109,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
-        args.json.write_text(json.dumps({**clean, "model": predictor.name, "settings": settings.to_dict()},
+        args.json.write_text(json.dumps({**clean, "model": predictor.name, "precision": predictor.precision,
+                                         "settings": settings.to_dict()},
                                         indent=2, allow_nan=False) + "\n")
         write_per_volume_csv(rows, args.json.with_name(args.json.stem + "_volumes.csv"))
         write_sheet(predictions, settings.threshold, settings.min_lesion_size, args.json.with_name(args.json.stem + "_sheet.png"))

@@ -49,6 +49,7 @@ class TrainConfig:
     precision: str = "auto"  # auto: bf16 autocast where the CPU/GPU has native bf16, else fp32
     robust_fraction: float = 0.0  # share of samples shifted like other collections (training.augment)
     report_fraction: float = 0.0  # share of the validation patients kept apart for the reported figures
+    val_shift: str | None = None  # also validate under this training.augment condition; select on the mean
 
     def __post_init__(self) -> None:
         problems = []
@@ -66,6 +67,11 @@ class TrainConfig:
             problems.append("lr and minutes must be > 0")
         if self.precision not in PRECISIONS:
             problems.append(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.val_shift is not None:
+            from training.augment import ROBUSTNESS_CONDITIONS
+
+            if self.val_shift not in ROBUSTNESS_CONDITIONS:
+                problems.append(f"val_shift must be one of {', '.join(map(repr, ROBUSTNESS_CONDITIONS))}, got {self.val_shift!r}")
         if self.device is not None and not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
             problems.append(f"device must be cpu, cuda or cuda:N, got {self.device!r}")
         if problems:

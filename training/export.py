@@ -34,7 +34,7 @@ def _report(predictor: Predictor, settings: dict, data: str, split_file: Path) -
     slices, patients = _validation_slices(data, split_file, "report")
     predictions, seconds = predict_folder(predictor, slices, settings["tta"])
     summary, _ = score(predictions, settings["threshold"], settings["min_lesion_size"])
-    return {"report": {**summary, "seconds_per_slice": seconds, "patients": len(patients),
+    return {"report": {**summary, "seconds_per_slice": seconds, "patients": len(patients), "precision": predictor.precision,
                        "note": "patients on which no epoch, threshold or size was chosen (not optimistic)"}}
 
 
@@ -44,10 +44,11 @@ def export_run(run: Path, name: str, to: Path, data: str | None = None, command:
     net, card = load_checkpoint(run / "best.safetensors", default_device())
     config = json.loads((run / "config.json").read_text())
     slices, val = _validation_slices(data or config["data"], run / "split.json")
-    predictor = Predictor([(net, card)], name, InferenceConfig(), default_device())
+    predictor = Predictor([(net, card)], name, InferenceConfig(), default_device(), precision="auto")
     settings, summary = tune(predictor, slices)
     metrics = {
-        "validation": {**summary, "patients": len(val), "data": f"{data or config['data']}: validation patients of {run / 'split.json'}"},
+        "validation": {**summary, "patients": len(val), "precision": predictor.precision,
+                       "data": f"{data or config['data']}: validation patients of {run / 'split.json'}"},
         "note": "the best epoch and the inference settings were both chosen on these validation patients, "
                 "so these figures are optimistic; the project's held-out test patients judge them again",
         **_report(predictor, settings, data or config["data"], run / "split.json"),
@@ -73,14 +74,14 @@ def export_ensemble(members: list[str], split_file: Path, data: str, to: Path, n
         if sorted(card.training.get("validation_patients", [])) != unseen:
             raise CheckpointError(f"{member} was not validated on the patients of {split_file}: an ensemble "
                              "is tuned only on patients none of its members trained on")
-    predictor = Predictor(loaded, name, InferenceConfig(), default_device())
+    predictor = Predictor(loaded, name, InferenceConfig(), default_device(), precision="auto")
     settings, summary = tune(predictor, slices)
     card = EnsembleCard(
         name=name,
         members=tuple(to / SINGLE_MODELS[m] for m in members),
         inference=InferenceConfig(**settings),
         description="Mean of the probabilities of " + " and ".join(members) + " (FLAIR abnormality of lower-grade glioma).",
-        metrics={"validation": {**summary, "patients": len(val)},
+        metrics={"validation": {**summary, "patients": len(val), "precision": predictor.precision},
                  "note": "settings chosen on these validation patients; figures are optimistic",
                  **_report(predictor, settings, data, split_file),
                  "measured_with": command},

@@ -36,10 +36,10 @@ from training.run_folder import check_run_folder, choose_split, split_report, wr
 from training.sampling import SliceSampler
 from training.schedule import Schedule
 from training.state import RunProgress, restore_state, save_state
-from training.validation import validate
+from training.validation import shifted_set, validate
 
 CSV_FIELDS = ["epoch", "phase", "train_loss", "lr", "val_pooled_dice", "val_volume_dice_mean",
-              "val_volume_dice_median", "seconds"]
+              "val_volume_dice_median", "val_shifted_volume_dice_mean", "val_selection_score", "seconds"]
 
 
 def train(cfg: TrainConfig, resume: bool = False, command: str = "") -> Path:
@@ -64,6 +64,7 @@ def train(cfg: TrainConfig, resume: bool = False, command: str = "") -> Path:
             write_run_files(out, cfg, train_vols, val_vols, report_vols)
         train_set = load_slices([s for s in slices if s.volume in set(train_vols)], preprocess)
         val_set = load_slices([s for s in slices if s.volume in set(val_vols)], preprocess)
+        val_sets = [val_set] + ([shifted_set(val_set, cfg.val_shift, preprocess, cfg.seed)] if cfg.val_shift else [])
     except KeyboardInterrupt:
         print("\ninterrupted while loading data; nothing to save", flush=True)
         raise SystemExit(130) from None
@@ -78,7 +79,7 @@ def train(cfg: TrainConfig, resume: bool = False, command: str = "") -> Path:
         progress = restore_state(out / "state.pt", nets.model, nets.optimizer, nets.scaler, sampler.rng)
         print(f"resumed at epoch {progress.epoch} (best per-volume Dice {progress.best:.4f})", flush=True)
     run = _Run(cfg, out, train_vols, val_vols, report_vols, preprocess, progress.command, init_card)
-    _run_epochs(run, nets, sampler, val_set, progress)
+    _run_epochs(run, nets, sampler, val_sets, progress)
     return out
 
 
@@ -186,7 +187,7 @@ def _build_nets(cfg: TrainConfig, device: str, init_model: torch.nn.Module | Non
     return _Nets(model, optimizer, scaler, DiceCELoss(sigmoid=True, batch=True), device, precision)
 
 
-def _run_epochs(run: _Run, nets: _Nets, sampler: SliceSampler, val_set: SliceSet, progress: RunProgress) -> None:
+def _run_epochs(run: _Run, nets: _Nets, sampler: SliceSampler, val_sets: list[SliceSet], progress: RunProgress) -> None:
     """Epochs until the schedule ends or validation stops improving, saving after each one."""
     cfg = run.cfg
     schedule = Schedule(cfg, progress.minutes)
@@ -200,7 +201,7 @@ def _run_epochs(run: _Run, nets: _Nets, sampler: SliceSampler, val_set: SliceSet
                    "lr": lr, "seconds": round(schedule.minutes() * 60, 1)}
             last = schedule.ends(epoch + 1)
             if last or schedule.validation_due(epoch + 1):
-                _validate(run, nets, val_set, progress, row, schedule)
+                _validate(run, nets, val_sets, progress, row, schedule)
             progress.history.append(row)
             progress.epoch, progress.minutes = epoch + 1, schedule.minutes()
             save_checkpoint(nets.model, run.card("last", progress.epoch, progress.minutes, {}), run.out / "last")
@@ -248,19 +249,29 @@ def _train_epoch(nets: _Nets, sampler: SliceSampler, schedule: Schedule, epoch: 
     return float(np.mean(losses)), lr
 
 
-def _validate(run: _Run, nets: _Nets, val_set: SliceSet, progress: RunProgress, row: dict, schedule: Schedule) -> None:
-    """Score the validation patients into ``row``; a new best is saved as ``best``, otherwise the
-    validation counts towards early stopping."""
-    scores = validate(nets.model.eval(), val_set, nets.device)
+def _validate(run: _Run, nets: _Nets, val_sets: list[SliceSet], progress: RunProgress, row: dict,
+              schedule: Schedule) -> None:
+    """Score the validation patients into ``row`` (as they are, and shifted when the run has a
+    ``val_shift``); the selection score is the mean per-volume Dice over those sets. A new best is
+    saved as ``best``, otherwise the validation counts towards early stopping."""
+    model = nets.model.eval()
+    scores = validate(model, val_sets[0], nets.device)
+    shifted = [validate(model, data, nets.device) for data in val_sets[1:]]
+    selection = float(np.mean([scores["volume_dice_mean"]] + [s["volume_dice_mean"] for s in shifted]))
     row.update({f"val_{k}": v for k, v in scores.items() if f"val_{k}" in CSV_FIELDS})
-    if scores["volume_dice_mean"] > progress.best:
-        progress.best, progress.stale = scores["volume_dice_mean"], 0
-        metrics = {"validation": {**scores, "patients": len(run.val_vols), "epoch": row["epoch"]}}
+    row["val_selection_score"] = selection
+    if shifted:
+        row["val_shifted_volume_dice_mean"] = shifted[0]["volume_dice_mean"]
+    if selection > progress.best:
+        progress.best, progress.stale = selection, 0
+        extra = {"shifted": {"condition": run.cfg.val_shift, **shifted[0]}, "selection_score": selection} if shifted else {}
+        metrics = {"validation": {**scores, **extra, "patients": len(run.val_vols), "epoch": row["epoch"]}}
         save_checkpoint(nets.model, run.card("best", row["epoch"], schedule.minutes(), metrics), run.out / "best")
     else:
         progress.stale += 1
+    shifted_text = f" {run.cfg.val_shift} {shifted[0]['volume_dice_mean']:.4f}" if shifted else ""
     print(f"epoch {row['epoch']}: loss {row['train_loss']:.4f} val per-volume Dice {scores['volume_dice_mean']:.4f} "
-          f"pooled {scores['pooled_dice']:.4f} (best {progress.best:.4f})", flush=True)
+          f"pooled {scores['pooled_dice']:.4f}{shifted_text} (best selection score {progress.best:.4f})", flush=True)
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
@@ -285,8 +296,9 @@ def plot_curves(run: Path) -> None:
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     a.plot(epochs, [float(r["train_loss"]) for r in rows])
     a.set(xlabel="epoch", ylabel="Dice + BCE loss", title="training loss")
-    for key, label in (("val_volume_dice_mean", "per-volume mean Dice"), ("val_pooled_dice", "pooled Dice")):
-        pts = [(int(r["epoch"]), float(r[key])) for r in rows if r[key]]
+    for key, label in (("val_volume_dice_mean", "per-volume mean Dice"), ("val_pooled_dice", "pooled Dice"),
+                       ("val_shifted_volume_dice_mean", "per-volume mean Dice, shifted")):
+        pts = [(int(r["epoch"]), float(r[key])) for r in rows if r.get(key)]
         if pts:
             b.plot(*zip(*pts), label=label)
     b.set(xlabel="epoch", ylabel="Dice", title="validation", ylim=(0, 1))

@@ -2,13 +2,16 @@
 
 A mask beside ``X.tif`` is ``X_mask.tif`` (the LGG kaggle_3m layout) or ``../masks/X.*`` when
 ``X`` sits in an ``images/`` folder (the images/masks layout); it opens as a labels layer.
-A file that is itself such a mask opens as a labels layer only.
+A file that is itself such a mask opens as a labels layer only. What the core warns about a file
+(pages skipped, NaN voxels, a blank image) appears as a napari warning notification.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+
+from napari.utils.notifications import show_warning
 
 from metaseg_viewer.errors import InputError
 from metaseg_viewer.io import SUFFIXES, read_scan
@@ -44,6 +47,8 @@ def _read_one(path: Path) -> list[LayerData]:
         scan = read_scan(path, color="gray")
         return [mask_layer_data(scan.pixels != 0, scan, name)]
     scan = read_scan(path)
+    for warning in scan.warnings:
+        show_warning(f"{path.name}: {warning}")
     layers = [scan_layer_data(scan, name)]
     truth = true_mask_beside(path)
     if truth is not None:

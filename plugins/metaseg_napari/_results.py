@@ -17,7 +17,7 @@ from metaseg_viewer.inference import Predictor
 from metaseg_viewer.prediction import Prediction, carry_edits
 from metaseg_viewer.scan import Scan
 
-_predictors: dict[str, Predictor] = {}
+_predictors: dict[tuple[str, str], Predictor] = {}
 _load_lock = threading.Lock()
 
 
@@ -25,16 +25,16 @@ class Cancelled(Exception):
     """The user pressed Cancel; the worker stops at the next batch."""
 
 
-def predictor(name: str) -> Predictor:
-    """Models load once per napari session (the first Segment pays for it, in the worker)."""
+def predictor(name: str, precision: str = "auto") -> Predictor:
+    """Models load once per napari session and precision (the first Segment pays for it, in the worker)."""
     with _load_lock:
-        if name not in _predictors:
-            _predictors[name] = Predictor.load(name)
-        return _predictors[name]
+        if (name, precision) not in _predictors:
+            _predictors[name, precision] = Predictor.load(name, precision=precision)
+        return _predictors[name, precision]
 
 
 def run_model(name: str, scan: Scan, tta: bool | None, progress: Callable[[int, int], None],
-              cancel: threading.Event) -> Prediction:
+              cancel: threading.Event, precision: str = "auto") -> Prediction:
     """The model card's prediction of ``scan`` (``tta`` None: the card's); runs in a worker
     thread, never touches Qt."""
 
@@ -43,7 +43,7 @@ def run_model(name: str, scan: Scan, tta: bool | None, progress: Callable[[int, 
             raise Cancelled("segmentation cancelled")
         progress(done, total)
 
-    return predictor(name).predict(scan, tta=tta, progress=report)
+    return predictor(name, precision).predict(scan, tta=tta, progress=report)
 
 
 @dataclass

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 from fastapi import Query, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from metaseg_viewer.registry import DEFAULT_MODEL, MODEL_NAMES
 from server.engine import MaskFormat, Options
@@ -23,6 +24,19 @@ class OptionFields(BaseModel):
     tta: bool | None = Field(None, description="flip test-time augmentation (default: the model card's)")
     min_lesion_size: int | None = Field(None, ge=0, description="drop components smaller than this many pixels "
                                                                 "(voxels for volumes; default: the card's)")
+
+    @field_validator("threshold", mode="before")
+    @classmethod
+    def _threshold_in_range(cls, value: object) -> object:
+        """One message for every bad threshold (text, NaN, infinity, out of range); pydantic's
+        bounds alone call NaN "not less than 1"."""
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            number = math.nan
+        if value is not None and not 0 < number < 1:  # False for NaN too
+            raise ValueError(f"threshold must be a number between 0 and 1 (both excluded), got {value}")
+        return value
 
 
 class PredictFields(OptionFields):

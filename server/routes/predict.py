@@ -1,26 +1,38 @@
-"""``POST /predict`` (and the brief's ``/predict/``), ``POST /predict/batch``, ``POST /evaluate``."""
+"""``POST /predict`` (and the brief's ``/predict/``), ``POST /predict/batch``, ``POST /evaluate``.
+
+Every route does the same three steps: decode its uploads on a reader thread (a bad file fails
+here, without waiting for a worker), weigh them against the request budget (413), then run the
+networks on an inference thread, cancelled between batches of slices if the client disconnects.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
 from metaseg_viewer.errors import MetaSegError
-from server.engine import Engine, MaskFormat, Options, OptionError
+from server.engine import Engine, MaskFormat, OptionError, Options, Upload
 from server.errors import status_for
+from server.jobs import InferenceQueue, Unavailable
 from server.routes.options import model_options, predict_options
 from server.schemas import ERROR_RESPONSES, BatchItem, BatchResult, EvaluationResult, PredictionResult
 
 router = APIRouter(responses=ERROR_RESPONSES)
 log = logging.getLogger("metaseg.server")
+DISCONNECT_POLL_S = 0.25
 
 _MASK_RESPONSES = {200: {
     "description": "The mask: PNG (0/255) for a 2-D image, gzipped NIfTI in the input's voxel grid for a volume; "
-                   "with format=json, a PredictionResult document.",
+                   "with format=json, a PredictionResult document. X-Warnings counts the warnings that "
+                   "format=json would list.",
     "content": {"image/png": {}, "application/gzip": {},
                 "application/json": {"schema": {"$ref": "#/components/schemas/PredictionResult"}}},
 }}
@@ -28,6 +40,10 @@ _MASK_RESPONSES = {200: {
 
 def _engine(request: Request) -> Engine:
     return request.app.state.engine
+
+
+def _queue(request: Request) -> InferenceQueue:
+    return request.app.state.queue
 
 
 def _name(upload: UploadFile, fallback: str) -> str:
@@ -40,21 +56,49 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)[:120] or "mask"
 
 
+async def _read(request: Request, file: UploadFile, fallback: str, fmt: MaskFormat = "json") -> Upload:
+    """Decode one upload on a reader thread; its bytes are dropped as soon as it is decoded."""
+    data, name = await file.read(), _name(file, fallback)
+    await file.close()
+    return await _queue(request).read(lambda: _engine(request).read(data, name, fmt))
+
+
+@asynccontextmanager
+async def _cancel_on_disconnect(request: Request) -> AsyncIterator[threading.Event]:
+    """An event set once the client disconnects (polled on the event loop); the job checks it
+    before it starts and between batches of slices, so abandoned work frees its thread."""
+    cancel = threading.Event()
+
+    async def watch() -> None:
+        while not await request.is_disconnected():
+            await asyncio.sleep(DISCONNECT_POLL_S)
+        request.state.log["cancelled"] = "client disconnected"
+        cancel.set()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        yield cancel
+    finally:
+        watcher.cancel()
+
+
 async def _predict(request: Request, file: UploadFile,
                    options_and_format: tuple[Options, MaskFormat, bool]) -> Response:
     engine = _engine(request)
     options, fmt, with_probabilities = options_and_format
-    data, name = await file.read(), _name(file, "upload")
+    upload = await _read(request, file, "upload", fmt)
+    cost = engine.cost([upload], options)
 
-    def job() -> tuple[dict, tuple[bytes, str, str] | None]:
-        seg = engine.segment(data, name, options, fmt)
+    def job(cancel: threading.Event) -> tuple[dict, tuple[bytes, str, str] | None]:
+        seg = engine.segment(upload, options, cancel)
         if fmt == "json":
             return seg.summary(with_probabilities=with_probabilities), None
         return seg.summary(with_mask=False), seg.mask_file()
 
-    summary, mask = await request.app.state.queue.run(job)
+    async with _cancel_on_disconnect(request) as cancel:
+        summary, mask = await _queue(request).run(lambda: job(cancel), cost, cancel)
     request.state.log.update(model=summary["model"], shape=summary["shape"], lesions=summary["lesion_count"],
-                             inference_ms=summary["timings_ms"]["inference"])
+                             cost=cost, inference_ms=summary["timings_ms"]["inference"])
     if mask is None:
         return JSONResponse(summary)
     content, media_type, file_name = mask
@@ -62,6 +106,7 @@ async def _predict(request: Request, file: UploadFile,
         "Content-Disposition": f'attachment; filename="{_safe(file_name)}"',
         "X-Model": summary["model"], "X-Model-Version": summary["model_version"],
         "X-Lesion-Count": str(summary["lesion_count"]), "X-Inference-Ms": str(summary["timings_ms"]["inference"]),
+        "X-Warnings": str(len(summary["warnings"])),
     })
 
 
@@ -84,33 +129,51 @@ async def predict_with_slash(request: Request, file: Annotated[UploadFile, File(
     return await _predict(request, file, options)
 
 
+def _failed(name: str, exc: Exception) -> BatchItem:
+    """A batch entry for a file that failed alone; a bug on one file must not fail the others."""
+    if isinstance(exc, MetaSegError):
+        return BatchItem(file=name, ok=False, status=status_for(exc), error=str(exc))
+    log.error("unhandled error on batch file %s", name, exc_info=exc)
+    return BatchItem(file=name, ok=False, status=500, error="internal error on this file")
+
+
 @router.post("/predict/batch", response_model=BatchResult, summary="Segment several files")
 async def predict_batch(request: Request,
                         files: Annotated[list[UploadFile], File(description="several images or volumes")],
                         options: Annotated[Options, Depends(model_options)]) -> BatchResult:
     """One JSON result per file, in order. A bad file gets an error entry (with the status it
-    would have had alone); the other files are still segmented."""
+    would have had alone); the other files are still segmented. The request budget counts the
+    slices of all files."""
     engine = _engine(request)
     limit = engine.settings.max_batch_files
     if len(files) > limit:
         raise OptionError(f"{len(files)} files in one batch; accepted: at most {limit} (METASEG_MAX_BATCH_FILES)")
-    uploads = [(await f.read(), _name(f, f"file{i}")) for i, f in enumerate(files)]
+    entries: list[Upload | BatchItem] = []
+    for index, file in enumerate(files):
+        try:
+            entries.append(await _read(request, file, f"file{index}"))
+        except Exception as exc:
+            entries.append(_failed(_name(file, f"file{index}"), exc))
+    cost = engine.cost([e for e in entries if isinstance(e, Upload)], options)
 
-    def job() -> list[BatchItem]:
+    def job(cancel: threading.Event) -> list[BatchItem]:
         items = []
-        for data, name in uploads:
+        for entry in entries:
+            if isinstance(entry, BatchItem):
+                items.append(entry)
+                continue
             try:
-                result = PredictionResult.model_validate(engine.segment(data, name, options).summary())
-                items.append(BatchItem(file=name, ok=True, status=200, result=result))
-            except MetaSegError as exc:
-                items.append(BatchItem(file=name, ok=False, status=status_for(exc), error=str(exc)))
-            except Exception:  # a bug on one file must not fail the others
-                log.exception("unhandled error on batch file %s", name)
-                items.append(BatchItem(file=name, ok=False, status=500, error="internal error on this file"))
+                result = PredictionResult.model_validate(engine.segment(entry, options, cancel).summary())
+                items.append(BatchItem(file=entry.name, ok=True, status=200, result=result))
+            except Unavailable:  # cancelled: the whole batch stops
+                raise
+            except Exception as exc:
+                items.append(_failed(entry.name, exc))
         return items
 
-    items = await request.app.state.queue.run(job)
-    request.state.log.update(files=len(items), failed=sum(not i.ok for i in items))
+    async with _cancel_on_disconnect(request) as cancel:
+        items = await _queue(request).run(lambda: job(cancel), cost, cancel)
+    request.state.log.update(files=len(items), failed=sum(not i.ok for i in items), cost=cost)
     return BatchResult(results=items)
 
 
@@ -120,9 +183,12 @@ async def evaluate(request: Request,
                    mask: Annotated[UploadFile, File(description="its true mask (nonzero = lesion), same size")],
                    options: Annotated[Options, Depends(model_options)]) -> EvaluationResult:
     """Prediction plus Dice, IoU, HD95 and lesion-wise sensitivity, precision, F1 and Dice."""
-    engine = _engine(request)
-    data, name = await file.read(), _name(file, "upload")
-    truth, truth_name = await mask.read(), _name(mask, "mask")
-    result = await request.app.state.queue.run(lambda: engine.evaluate(data, name, truth, truth_name, options))
-    request.state.log.update(model=result["prediction"]["model"], dice=round(result["scores"]["dice"], 4))
+    engine, queue = _engine(request), _queue(request)
+    upload = await _read(request, file, "upload")
+    truth_bytes, truth_name = await mask.read(), _name(mask, "mask")
+    truth = await queue.read(lambda: engine.read_truth(truth_bytes, truth_name, upload.scan))
+    cost = engine.cost([upload], options)
+    async with _cancel_on_disconnect(request) as cancel:
+        result = await queue.run(lambda: engine.evaluate(upload, truth, options, cancel), cost, cancel)
+    request.state.log.update(model=result["prediction"]["model"], dice=round(result["scores"]["dice"], 4), cost=cost)
     return EvaluationResult.model_validate(result)

@@ -16,13 +16,16 @@ async def health() -> Health:
     return Health()
 
 
-@router.get("/ready", response_model=Ready, responses={503: {"model": Ready}}, summary="Readiness: models loaded")
+@router.get("/ready", response_model=Ready, responses={503: {"model": Ready}},
+            summary="Readiness: models loaded, not shutting down")
 async def ready(request: Request) -> JSONResponse:
     engine = getattr(request.app.state, "engine", None)
     queue = getattr(request.app.state, "queue", None)
-    body = Ready(ready=engine is not None, models=list(engine.predictors) if engine else [],
-                 busy=queue.admitted if queue else 0, capacity=queue.capacity if queue else 0)
-    return JSONResponse(body.model_dump(), status_code=200 if engine is not None else 503)
+    ready = engine is not None and not (queue and queue.closing)  # not ready while shutting down
+    body = Ready(ready=ready, models=list(engine.predictors) if engine else [],
+                 busy=queue.admitted if queue else 0, capacity=queue.capacity if queue else 0,
+                 cost=queue.cost if queue else 0, max_cost=queue.max_cost if queue else 0)
+    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
 
 @router.get("/models", response_model=list[ModelInfo],

@@ -118,8 +118,11 @@ def save_checkpoint(model: Any, card: ModelCard, weights_path: str | Path) -> Mo
     return final
 
 
-def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[Any, ModelCard]:
-    """Rebuild the model from its card, verify the checksum, load the weights; eval mode."""
+def load_checkpoint(path: str | Path, device: str = "cpu", expected_sha256: str | None = None) -> tuple[Any, ModelCard]:
+    """Rebuild the model from its card, verify the checksum, load the weights; eval mode.
+
+    ``expected_sha256``: a checksum recorded elsewhere than the card (the registry's, for shipped
+    models); the weights must match it too, so replacing both the weights and their card is caught."""
     from safetensors import SafetensorError
     from safetensors.torch import load as load_safetensors
 
@@ -135,6 +138,12 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[Any, ModelCa
         raise CheckpointError(
             f"{weights} does not match its model card (sha256 {actual[:12]}… != {card.sha256[:12]}…): "
             "the file was changed or corrupted; re-export it or restore the original"
+        )
+    if expected_sha256 is not None and actual != expected_sha256:
+        raise CheckpointError(
+            f"{weights} is not the shipped model: its sha256 {actual[:12]}… differs from the {expected_sha256[:12]}… "
+            "recorded in metaseg_viewer.registry.SHIPPED_SHA256 (the weights were replaced, even if their card "
+            "matches them); reinstall the package, or load your own model by its path"
         )
     try:
         model = build_model(card.model)

@@ -2,16 +2,19 @@
 
 Thin: parses arguments and calls :func:`metaseg_viewer.segment.segment_file` and the registry.
 Bad files are reported one line each (what was wrong, what is accepted) and do not stop the
-others; the exit status is 1 when any input failed.
+others; no input, however broken, prints a traceback. The exit status is 1 when any input failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
+from pathlib import Path
 
 from metaseg_viewer.errors import MetaSegError
+from metaseg_viewer.precision import PRECISIONS
 from metaseg_viewer.registry import DEFAULT_MODEL, MODEL_NAMES
 
 
@@ -22,7 +25,7 @@ def _segment(args: argparse.Namespace) -> int:
     from metaseg_viewer.segment import output_stem, segment_file
 
     try:
-        predictor = Predictor.load(args.model, device=args.device)
+        predictor = Predictor.load(args.model, device=args.device, precision=args.precision)
         # The card's settings with the user's overrides, checked once before any file is read.
         settings = predictor.defaults.override(threshold=args.threshold, tta=args.tta,
                                                min_lesion_size=args.min_lesion_size)
@@ -32,7 +35,7 @@ def _segment(args: argparse.Namespace) -> int:
     failed = 0
     used: set[str] = set()
     for source in args.inputs:
-        stem = output_stem(source)
+        stem = _deidentified_stem(source) if args.deidentify_names else output_stem(source)
         while stem in used:  # a/scan.nii.gz and b/scan.nii.gz must not overwrite each other
             stem += "_2"
         used.add(stem)
@@ -50,12 +53,25 @@ def _segment(args: argparse.Namespace) -> int:
                 error = str(exc) if str(exc).startswith(str(source)) else f"{source}: {exc}"
             except OSError as exc:
                 error = f"{source}: cannot write results to {args.out}: {exc}"
+            except MemoryError:
+                error = f"{source}: not enough memory to segment this input; the other inputs go on"
+            except Exception as exc:  # a bug on one input must not stop the others or print a traceback
+                error = f"{source}: unexpected error ({type(exc).__name__}: {exc}); please report it"
         if error:
             failed += 1
             print(f"error: {error}", file=sys.stderr)
             continue
-        print(f"{source}: {result.n_lesions} lesion(s) -> {result.mask}, {result.overlay}, {result.lesions}")
+        for warning in result.warnings:
+            print(f"warning: {source}: {warning}", file=sys.stderr)
+        print(f"{source}: {result.n_lesions} lesion(s) -> {result.mask}, {result.overlay}, {result.lesions} "
+              f"[{result.description}; {predictor.name} in {predictor.precision}]")
     return 1 if failed else 0
+
+
+def _deidentified_stem(source: str) -> str:
+    """An output name that does not repeat the input's (DICOM file and folder names often carry
+    the patient's name): ``scan-`` and 12 hex digits of the input path's sha256, stable across runs."""
+    return "scan-" + hashlib.sha256(str(Path(source).resolve()).encode()).hexdigest()[:12]
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -75,6 +91,26 @@ def _models(args: argparse.Namespace) -> int:
         print(f"{row['name']:15s} {row['architecture']:40s} sha256 {row['sha256'][:25]}")
         print(f"{'':15s} defaults {row['inference']}")
         print(f"{'':15s} validation: {figures or 'none recorded'}")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    """The settings inference will run with here, so a user can tell what a result came from."""
+    import torch
+
+    from metaseg_viewer import __version__
+    from metaseg_viewer.inference import default_device
+    from metaseg_viewer.precision import cpu_has_native_bf16, resolve_precision
+
+    device = args.device or default_device()
+    try:
+        precision = resolve_precision(args.precision, device)
+    except MetaSegError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"metaseg-viewer {__version__}, torch {torch.__version__}")
+    print(f"device {device}; CPU native bf16 (AMX-BF16 or AVX512-BF16): {'yes' if cpu_has_native_bf16() else 'no'}")
+    print(f"precision {args.precision} -> {precision}; torch threads {torch.get_num_threads()}")
     return 0
 
 
@@ -116,10 +152,19 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--channel", choices=["auto", "flair", "gray"], default="auto",
                      help="multi-channel images: auto = FLAIR channel for LGG kaggle_3m TIFFs, luminance otherwise")
     seg.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    seg.add_argument("--precision", choices=PRECISIONS, default="auto",
+                     help="auto: bf16 where the CPU (AMX / AVX512-BF16) or GPU has native bf16, else fp32")
+    seg.add_argument("--deidentify-names", action="store_true",
+                     help="name outputs scan-<hash of the input path> instead of after the input (whose name may "
+                          "carry a patient's name)")
     seg.set_defaults(func=_segment)
     models = sub.add_parser("models", help="list the shipped models")
     models.add_argument("--json", action="store_true", help="print JSON")
     models.set_defaults(func=_models)
+    info = sub.add_parser("info", help="what this machine runs: device, precision, threads, versions")
+    info.add_argument("--device", default=None)
+    info.add_argument("--precision", choices=PRECISIONS, default="auto")
+    info.set_defaults(func=_info)
     sample = sub.add_parser("sample", help="write a generated FLAIR-like slice and volume with true masks",
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     sample.add_argument("--out", default="metaseg-sample", help="output folder")
@@ -131,7 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("interrupted: the inputs finished so far have their outputs; none is half-written", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -93,8 +93,8 @@ class InferenceConfig:
     min_lesion_size: int = 0
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.threshold < 1.0:
-            raise InputError(f"threshold must be strictly between 0 and 1, got {self.threshold}")
+        if not 0.0 < self.threshold < 1.0:  # also refuses NaN
+            raise InputError(f"threshold must be a number strictly between 0 and 1, got {self.threshold}")
         if self.min_lesion_size < 0:
             raise InputError(f"min_lesion_size must be >= 0, got {self.min_lesion_size}")
 

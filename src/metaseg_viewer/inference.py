@@ -2,7 +2,9 @@
 
 A :class:`Predictor` holds loaded networks and the inference settings from their model card
 (threshold, flip test-time augmentation, minimum lesion size), so every app uses the settings the
-model was validated with unless the user overrides them. Slices go through the network in
+model was validated with unless the user overrides them. It also holds the floating-point
+precision the networks run in (:mod:`metaseg_viewer.precision`: ``auto`` is bf16 autocast where
+the CPU or GPU has native bf16, fp32 elsewhere), which every result reports. Slices go through the network in
 batches; probabilities are averaged over TTA flips and over ensemble members, then mapped back to
 the original geometry, and only then thresholded (:func:`metaseg_viewer.prediction.binarize`).
 """
@@ -13,15 +15,17 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from metaseg_viewer.checkpoints import ModelCard, load_checkpoint
 from metaseg_viewer.config import InferenceConfig
 from metaseg_viewer.errors import InputError
+from metaseg_viewer.precision import autocast, resolve_precision
 from metaseg_viewer.prediction import Prediction
 from metaseg_viewer.preprocessing import preprocess, restore
-from metaseg_viewer.registry import DEFAULT_MODEL, MODEL_NAMES, EnsembleCard, resolve_model
+from metaseg_viewer.registry import DEFAULT_MODEL, MODEL_NAMES, EnsembleCard, resolve_model, shipped_sha256
 from metaseg_viewer.scan import Scan
 
 Progress = Callable[[int, int], None]
@@ -48,6 +52,7 @@ class Predictor:
         defaults: InferenceConfig,
         device: str,
         batch_size: int = 8,
+        precision: str = "fp32",
     ) -> None:
         if not members:
             raise ValueError("a predictor needs at least one model")
@@ -56,22 +61,26 @@ class Predictor:
         self.defaults = defaults
         self.device = device
         self.batch_size = batch_size
+        self.precision: Literal["fp32", "bf16"] = resolve_precision(precision, device)
 
     @classmethod
-    def load(cls, model: str | Path = DEFAULT_MODEL, device: str | None = None, batch_size: int = 8) -> Predictor:
-        """Load a shipped model by name (``unetpp``, ``attention-unet``, ``ensemble``) or a checkpoint path."""
+    def load(cls, model: str | Path = DEFAULT_MODEL, device: str | None = None, batch_size: int = 8,
+             precision: str = "auto") -> Predictor:
+        """Load a shipped model by name (``unetpp``, ``attention-unet``, ``ensemble``) or a checkpoint
+        path; ``precision`` is ``auto``, ``fp32`` or ``bf16`` (see :mod:`metaseg_viewer.precision`)."""
         device = device or default_device()
         if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
             raise InputError(f"unknown device {device!r}; accepted: cpu, cuda, cuda:N")
         if device.startswith("cuda") and not _cuda_available():
             raise InputError(f"device {device!r} requested but CUDA is not available here; use cpu")
+        resolve_precision(precision, device)  # an unknown value is refused before loading anything
         resolved = resolve_model(model)
         if isinstance(resolved, EnsembleCard):
-            members = [load_checkpoint(p, device) for p in resolved.members]
-            return cls(members, resolved.name, resolved.inference, device, batch_size)
-        net, card = load_checkpoint(resolved[0], device)
+            members = [load_checkpoint(p, device, shipped_sha256(p)) for p in resolved.members]
+            return cls(members, resolved.name, resolved.inference, device, batch_size, precision)
+        net, card = load_checkpoint(resolved[0], device, shipped_sha256(resolved[0]))
         name = str(model) if str(model) in MODEL_NAMES else card.name
-        return cls([(net, card)], name, card.inference, device, batch_size)
+        return cls([(net, card)], name, card.inference, device, batch_size, precision)
 
     @property
     def version(self) -> str:
@@ -91,7 +100,7 @@ class Predictor:
         probabilities, enhanced = self.probabilities(scan.pixels, settings.tta, progress)
         return Prediction.from_probabilities(probabilities, settings, scan.is_volume, enhanced=enhanced,
                                              model_name=self.name, model_version=self.version,
-                                             seconds=time.perf_counter() - start)
+                                             seconds=time.perf_counter() - start, precision=self.precision)
 
     def probabilities(
         self, pixels: np.ndarray, tta: bool, progress: Progress | None = None
@@ -112,7 +121,8 @@ class Predictor:
             network_probs = np.empty_like(prepared.network_input)
             for begin in range(0, stack.shape[0], self.batch_size):
                 batch = prepared.network_input[begin : begin + self.batch_size]
-                network_probs[begin : begin + len(batch)] = network_probabilities(net, batch, tta, self.device)
+                network_probs[begin : begin + len(batch)] = network_probabilities(net, batch, tta, self.device,
+                                                                                  self.precision)
                 done += len(batch)
                 if progress is not None:
                     progress(done, total)
@@ -122,15 +132,19 @@ class Predictor:
         return summed / len(self.members), enhanced
 
 
-def network_probabilities(net: object, batch: np.ndarray, tta: bool, device: str) -> np.ndarray:
+def network_probabilities(net: object, batch: np.ndarray, tta: bool, device: str,
+                          precision: Literal["fp32", "bf16"] = "fp32") -> np.ndarray:
     """Sigmoid output for preprocessed ``(N, S, S)`` input; with ``tta``, averaged with the
-    horizontally flipped input's (flipped back). Training's validation calls this too."""
+    horizontally flipped input's (flipped back). The flip runs in the same batch as the input (one
+    network call of 2N). Logits leave autocast as fp32 before the sigmoid. Training's validation
+    calls this too."""
     import torch
 
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(precision, device):
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))[:, None].to(device)
-        probs = torch.sigmoid(net(x).float())
         if tta:
-            flipped = torch.sigmoid(net(torch.flip(x, dims=[-1])).float())
-            probs = (probs + torch.flip(flipped, dims=[-1])) / 2
-        return probs[:, 0].cpu().numpy()
+            both = torch.sigmoid(net(torch.cat([x, torch.flip(x, dims=[-1])])).float())
+            probs = (both[: len(x)] + torch.flip(both[len(x):], dims=[-1])) / 2
+        else:
+            probs = torch.sigmoid(net(x).float())
+        return probs[:, 0].float().cpu().numpy()

@@ -56,6 +56,7 @@ class Prediction:
             resizing, or ``None`` when the probabilities came from elsewhere (a server).
         model_name, model_version: the model, and the sha256 prefix of its weights ("+" joins members).
         seconds: time the network(s) took.
+        precision: the floating-point precision the networks ran in (``fp32`` or ``bf16``).
     """
 
     probabilities: np.ndarray
@@ -66,6 +67,7 @@ class Prediction:
     model_name: str = ""
     model_version: str = ""
     seconds: float = 0.0
+    precision: str = "fp32"
 
     @classmethod
     def from_probabilities(cls, probabilities: np.ndarray, settings: InferenceConfig, volume: bool,
@@ -91,4 +93,4 @@ class Prediction:
         stacked[z] = probabilities
         return Prediction.from_probabilities(stacked, self.settings, self.volume, enhanced=self.enhanced,
                                              model_name=self.model_name, model_version=self.model_version,
-                                             seconds=self.seconds)
+                                             seconds=self.seconds, precision=self.precision)

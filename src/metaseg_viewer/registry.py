@@ -27,6 +27,24 @@ DEFAULT_MODEL = ENSEMBLE_NAME
 MODEL_LABELS: dict[str, str] = {ENSEMBLE_NAME: "Ensemble", "unetpp": "U-Net++", "attention-unet": "Attention U-Net"}
 
 
+#: sha256 of each shipped weights file, recorded in the code. The card beside a weights file
+#: catches corruption, not a swap of both files; a shipped file whose bytes differ from this is
+#: refused. A user's own checkpoint (any other path) is trusted by its card alone.
+SHIPPED_SHA256: dict[str, str] = {
+    "unetpp.safetensors": "210841cd475ec06ba8d9609d0e4a601bd7a747bb89832905b9e7c704feb5d38c",
+    "attention_unet.safetensors": "26bdf7681a46fbb48a82a1da04cd53c171b76d7be2b02e9db0d4d287f743dc08",
+}
+
+
+def shipped_sha256(path: str | Path) -> str | None:
+    """The checksum recorded in :data:`SHIPPED_SHA256` for a shipped weights file (given it or
+    its card), ``None`` for any file outside :func:`weights_dir`."""
+    weights = Path(path).with_suffix(".safetensors")
+    if weights.parent.resolve() != weights_dir().resolve():
+        return None
+    return SHIPPED_SHA256.get(weights.name)
+
+
 def model_label(name: str) -> str:
     """The display label of a shipped model; a checkpoint path or unknown name shows as itself."""
     return MODEL_LABELS.get(name, name)
@@ -115,19 +133,31 @@ def write_ensemble_card(card: EnsembleCard, path: Path) -> None:
 
 
 def resolve_model(name_or_path: str | Path) -> tuple[Path, ...] | EnsembleCard:
-    """A shipped name → its card path(s); a path to a ``.safetensors``/``.json`` → itself."""
+    """A shipped name → its card path(s); a path to a ``.safetensors``/``.json`` → itself; the path
+    of an ensemble card (a candidate ensemble before it ships) → that card."""
     key = str(name_or_path)
     if key in SINGLE_MODELS:
         return (weights_dir() / SINGLE_MODELS[key],)
     if key == ENSEMBLE_NAME:
         return read_ensemble_card(weights_dir() / "ensemble.json")
     path = Path(name_or_path)
+    if path.suffix == ".json" and path.is_file() and _is_ensemble_card(path):
+        return read_ensemble_card(path)
     if path.suffix in (".safetensors", ".json") and path.exists():
         return (path,)
     raise CheckpointError(
         f"unknown model {key!r}: give one of {list(MODEL_NAMES)} or the path of a .safetensors "
         "checkpoint with its .json model card beside it"
     )
+
+
+def _is_ensemble_card(path: Path) -> bool:
+    """Whether a ``.json`` file is an ensemble card (it lists members) rather than a model card."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False  # load_checkpoint reports the unreadable card
+    return isinstance(data, dict) and "members" in data
 
 
 def describe_card(name: str, card: ModelCard) -> dict[str, Any]:

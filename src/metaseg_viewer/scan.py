@@ -32,6 +32,8 @@ class Scan:
         description: how the pixels were obtained (e.g. "FLAIR channel of LGG 3-channel TIFF").
         metadata: reader-specific strings (e.g. DICOM identifiers; ``axcodes``, the orientation
             a NIfTI was reoriented to, which the NIfTI writer uses to go back).
+        warnings: what a user must know about how the file was read because the result may be
+            wrong or partial (pages skipped, NaN voxels, a blank image); every app shows them.
     """
 
     pixels: np.ndarray
@@ -42,6 +44,7 @@ class Scan:
     source: str = ""
     description: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.pixels.ndim != 3:

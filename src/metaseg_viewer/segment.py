@@ -27,10 +27,14 @@ from metaseg_viewer.scan import Scan
 
 @dataclass(frozen=True)
 class SegmentOutputs:
+    """The files written for one input, and what the user must know about how it was read."""
+
     mask: Path
     overlay: Path
     lesions: Path
     n_lesions: int
+    description: str = ""  # how the pixels were obtained (channel, reorientation), Scan.description
+    warnings: tuple[str, ...] = ()  # Scan.warnings: the result may be partial or meaningless
 
 
 def output_stem(source: str | Path) -> str:
@@ -97,18 +101,26 @@ def lesion_csv(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write under a temporary name, then rename: an interrupted run never leaves half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
 def write_outputs(scan: Scan, prediction: Prediction, out_dir: Path, stem: str) -> SegmentOutputs:
     out_dir.mkdir(parents=True, exist_ok=True)
     data, suffix = mask_file(scan, prediction.mask)
     mask_path = out_dir / f"{stem}{suffix}"
-    mask_path.write_bytes(data)
     display = window_to_uint8(scan.pixels, DISPLAY_PERCENTILES)
     overlay_path = out_dir / f"{stem}_overlay.png"
-    overlay_path.write_bytes(encode_png(overlay_stack(display, prediction.mask)))
+    overlay = encode_png(overlay_stack(display, prediction.mask))
     rows = lesion_rows(scan, prediction.mask, prediction.probabilities)
     lesions_path = out_dir / f"{stem}_lesions.csv"
-    lesions_path.write_text(lesion_csv(rows))
-    return SegmentOutputs(mask_path, overlay_path, lesions_path, len(rows))
+    _write_atomic(mask_path, data)
+    _write_atomic(overlay_path, overlay)
+    _write_atomic(lesions_path, lesion_csv(rows).encode())
+    return SegmentOutputs(mask_path, overlay_path, lesions_path, len(rows), scan.description, scan.warnings)
 
 
 def segment_file(

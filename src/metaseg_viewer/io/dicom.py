@@ -54,8 +54,8 @@ DICOM_ERRORS: ErrorTypes = (InvalidDicomError, OSError, EOFError, struct.error,
 _PIXEL_ERRORS: ErrorTypes = (*DICOM_ERRORS, RuntimeError)
 
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
-_NO_PIXELS = ("DICOM file has no pixel data (PixelData element missing): is it a DICOMDIR or "
-              "structured report? Give image DICOM files")
+_NO_PIXELS_IN_FOLDER = ("the DICOM files have no pixel data (PixelData element missing): DICOMDIRs, reports "
+                        "and other non-image objects hold none. Give image DICOM files")
 
 
 @dataclass
@@ -85,8 +85,19 @@ def read_dicom_file(fh: BinaryIO, *, label: str, color: ColorMode, limits: ReadL
     if not _has_pixels(ds):
         if not preamble:
             return None
-        raise InputError(f"{label}: {_NO_PIXELS}. Accepted: {ACCEPTED_FORMATS}.")
+        raise InputError(f"{label}: {_no_pixels(ds)}. Accepted: {ACCEPTED_FORMATS}.")
     return _interpret([ds], label, color, limits)
+
+
+def _no_pixels(ds: Dataset) -> str:
+    """Why a DICOM file has no image: nothing after its header (truncated), or another kind of
+    object (its SOP class named where it says)."""
+    if len(ds) == 0:
+        return ("the DICOM file ends after its file meta header, with no data set: it is truncated "
+                "or not a DICOM image. Give complete image DICOM files")
+    sop = ds.get("SOPClassUID")
+    kind = f" (SOP class {getattr(sop, 'name', sop)})" if sop else ""
+    return f"the DICOM file{kind} has no pixel data (PixelData element missing). Give image DICOM files"
 
 
 def read_dicom_folder(folder: Path, *, label: str, color: ColorMode, limits: ReadLimits) -> Scan:
@@ -101,7 +112,7 @@ def read_dicom_folder(folder: Path, *, label: str, color: ColorMode, limits: Rea
         if _has_pixels(ds):
             datasets.append(ds)
     if not datasets:
-        problem = _NO_PIXELS if n_dicom else "the folder holds no DICOM files (subfolders are " \
+        problem = _NO_PIXELS_IN_FOLDER if n_dicom else "the folder holds no DICOM files (subfolders are " \
                                              "not searched)"
         raise InputError(f"{label}: {problem}. Accepted: {ACCEPTED_FORMATS}.")
     return _interpret(datasets, label, color, limits)
@@ -139,7 +150,7 @@ def read_dicom_uploads(files: Sequence[tuple[str, bytes]], *, label: str, color:
         if _has_pixels(ds):
             datasets.append(ds)
     if not datasets:
-        raise InputError(f"{label}: {_NO_PIXELS}. Accepted: {ACCEPTED_FORMATS}.")
+        raise InputError(f"{label}: {_NO_PIXELS_IN_FOLDER}. Accepted: {ACCEPTED_FORMATS}.")
     return _interpret(datasets, label, color, limits)
 
 
@@ -216,7 +227,10 @@ def _check_headers(datasets: list[Dataset], label: str, limits: ReadLimits) -> N
     rows, columns = sizes.pop()
     n_frames = sum(integer(ds.get("NumberOfFrames"), "NumberOfFrames", label, 0) or 1
                    for ds in datasets)
-    check_dims(label, n_frames, rows, columns, limits)
+    first = datasets[0]
+    bits = integer(first.get("BitsAllocated"), "BitsAllocated", label, 8) or 8
+    samples = integer(first.get("SamplesPerPixel"), "SamplesPerPixel", label, 1) or 1
+    check_dims(label, n_frames, rows, columns, limits, max(1, bits // 8) * samples)
 
 
 def _frames(ds: Dataset, label: str) -> list[_Frame]:

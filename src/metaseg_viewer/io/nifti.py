@@ -68,16 +68,21 @@ def read_nifti(stream: BinaryIO, *, label: str, limits: ReadLimits) -> Scan:
         shape = tuple(int(n) for n in header.get_data_shape())
         dtype = header.get_data_dtype()
         affine = np.asarray(image.affine, dtype=float)
+        if not np.isfinite(affine).all():
+            raise InputError(f"{label}: the NIfTI affine (sform/qform, or pixdim) holds NaN or infinite values "
+                             f"({affine.tolist()}), so the voxels have no position. Accepted: volumes with a "
+                             "finite affine.")
         spatial, notes = _spatial_shape(shape, label)
         if header.get_data_offset() > limits.max_bytes:  # seeking there would inflate a .gz
             raise InputError(f"{label}: NIfTI vox_offset {header.get_data_offset()} is beyond "
                              "ReadLimits.max_bytes. Accepted: a NIfTI volume up to that size.")
         transform = _to_axial(affine, spatial, label)
         z, h, w = (spatial[int(axis)] for axis in transform[:, 0].argsort())
-        check_dims(label, z, h, w, limits)
         if dtype.kind not in "biuf":
             raise InputError(f"{label}: NIfTI data type {dtype} not accepted. Accepted: a "
                              "single-channel integer or float volume.")
+        scaled = float(image.dataobj.slope) != 1.0 or float(image.dataobj.inter) != 0.0
+        check_dims(label, z, h, w, limits, max(dtype.itemsize, 4 if scaled else 1))
         raw = np.asarray(image.dataobj.get_unscaled()).reshape(spatial)
     except InputError:
         raise
@@ -86,7 +91,8 @@ def read_nifti(stream: BinaryIO, *, label: str, limits: ReadLimits) -> Scan:
     # The loaded header's scl_* are reset to nan; the proxy keeps the file's scaling.
     slope, inter = float(image.dataobj.slope), float(image.dataobj.inter)
     if slope != 1.0 or inter != 0.0:
-        data = raw.astype(np.float32) * np.float32(slope) + np.float32(inter)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow → inf, refused by read_scan
+            data = raw.astype(np.float32) * np.float32(slope) + np.float32(inter)
         notes.append("scl_slope/scl_inter applied, float32")
     else:
         data = raw if raw.dtype.isnative else raw.astype(raw.dtype.newbyteorder("="))

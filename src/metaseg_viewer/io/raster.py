@@ -57,16 +57,21 @@ def read_pillow(fh: BinaryIO, head: bytes, label: str, kind: str, color: ColorMo
                 limits: ReadLimits) -> Scan:
     """Read a PNG or JPEG (``kind`` is ``png`` or ``jpeg``) as a one-slice Scan."""
     fmt = kind.upper()
-    if kind == "png" and len(head) >= 24:  # IHDR: check the size before Pillow sees it
+    if kind == "png":  # IHDR: check the size before Pillow sees it
+        if len(head) < 26 or head[8:16] != b"\x00\x00\x00\rIHDR":
+            raise corrupt(label, fmt, "no IHDR header chunk after the PNG signature")
         width, height = struct.unpack(">II", head[16:24])
-        check_dims(label, 1, height, width, limits)
+        depth, colour = head[24], head[25]
+        channels = {0: 1, 2: 3, 3: 4, 4: 2, 6: 4}.get(colour, 4)  # a palette expands to RGB(A)
+        check_dims(label, 1, height, width, limits, channels * max(1, depth // 8))
     try:
         with warnings.catch_warnings():
             # The size was checked against our own limit; Pillow's global one is not changed.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(fh, formats=[fmt]) as image:
                 width, height = image.size
-                check_dims(label, 1, height, width, limits)
+                sample = 4 if image.mode in ("I", "F") else 2 if "16" in image.mode else 1
+                check_dims(label, 1, height, width, limits, len(image.getbands()) * sample)
                 if kind == "png" and len(head) > 25 and head[24] == 16 and head[25] in (2, 4, 6):
                     fh.seek(0)
                     array = _decode_png16_colour(fh.read(), label)
@@ -130,6 +135,9 @@ class _TiffLayout:
     photometric: int
     bits: int
     colormap: np.ndarray | None
+    itemsize: int  # bytes per sample
+    skipped: tuple[int, int]  # (pages of another shape or type than the first's, all pages)
+    lgg_layout: bool  # laid out as the LGG kaggle_3m image TIFFs are (see _is_lgg_layout)
 
 
 def read_tiff(fh: BinaryIO, label: str, file_name: str, color: ColorMode,
@@ -156,8 +164,8 @@ def read_tiff(fh: BinaryIO, label: str, file_name: str, color: ColorMode,
                              f"Accepted: {ACCEPTED_FORMATS}.")
         height, width = shape[axes.index("Y")], shape[axes.index("X")]
         n_slices = int(np.prod([n for n, a in zip(shape, axes) if a not in "YXS"]))
-        check_dims(label, n_slices, height, width, limits)
         channels = (shape[axes.index("S")],) if "S" in axes else ()
+        check_dims(label, n_slices, height, width, limits, layout.itemsize * (channels[0] if channels else 1))
         if channels:
             check_channels(channels[0])
         with decoding(label, "TIFF", TIFF_ERRORS):
@@ -172,13 +180,19 @@ def read_tiff(fh: BinaryIO, label: str, file_name: str, color: ColorMode,
     if array.dtype.byteorder not in ("=", "|"):
         array = array.astype(array.dtype.newbyteorder("="))
     if array.ndim == 4:
-        lgg = color == "auto" and array.shape[-1] == 3 and bool(_LGG_NAME.match(file_name))
+        # The content decides; the name only breaks the tie of a 3-channel 8-bit TIFF laid out otherwise.
+        lgg_by = "its layout" if layout.lgg_layout else "its file name" if _LGG_NAME.match(file_name) else ""
+        lgg = color == "auto" and array.shape[-1] == 3 and array.dtype == np.uint8 and bool(lgg_by)
         array, note = reduce_channels(array, "flair" if lgg or color == "flair" else "gray")
-        notes.append("FLAIR channel (1) of LGG 3-channel TIFF" if lgg else note)
+        notes.append(f"FLAIR channel (1) of an LGG kaggle_3m 3-channel TIFF (recognised by {lgg_by})" if lgg else note)
     if n_slices > 1:
         notes.append(f"{n_slices}-page stack, pages as slices (no spacing known)")
     description = ", ".join(["TIFF image"] + notes)
-    return Scan(pixels=np.ascontiguousarray(array), source=label, description=description)
+    skipped, total = layout.skipped
+    warned = (f"{skipped} of {total} TIFF pages have another size or type than the first page "
+              f"({width} x {height}) and were skipped; only the {total - skipped} pages like the first are "
+              "segmented",) if skipped else ()
+    return Scan(pixels=np.ascontiguousarray(array), source=label, description=description, warnings=warned)
 
 
 def _tiff_layout(tif: tifffile.TiffFile) -> _TiffLayout | None:
@@ -190,10 +204,25 @@ def _tiff_layout(tif: tifffile.TiffFile) -> _TiffLayout | None:
     page = first.keyframe
     series = [s for s in tif.series
               if (s.axes, s.shape, s.dtype) == (first.axes, first.shape, first.dtype)]
+    total = sum(len(s.pages) for s in tif.series)
+    kept = sum(len(s.pages) for s in series)
     return _TiffLayout(series=series, axes="I" + first.axes, shape=(len(series), *first.shape),
                        empty=0 in first.shape or 0 in page.shape,
                        photometric=int(page.photometric), bits=int(page.bitspersample),
-                       colormap=page.colormap)
+                       colormap=page.colormap, itemsize=first.dtype.itemsize, skipped=(total - kept, total),
+                       lgg_layout=total == 1 and _is_lgg_layout(page))
+
+
+def _is_lgg_layout(page: tifffile.TiffPage) -> bool:
+    """Whether a page is laid out as every image TIFF of the LGG kaggle_3m data set is: one
+    256 x 256 RGB page of 8-bit samples, uncompressed, interleaved, in strips of 11 rows, pixels
+    right after the 8-byte header. This is how the same bytes get the same channel (FLAIR) under
+    any file name; an ordinary RGB TIFF written the same way is also read as its channel 1."""
+    return (page.shape == (256, 256, 3) and page.dtype == np.uint8
+            and page.compression == tifffile.COMPRESSION.NONE
+            and page.planarconfig == tifffile.PLANARCONFIG.CONTIG
+            and page.photometric == tifffile.PHOTOMETRIC.RGB
+            and page.rowsperstrip == 11 and bool(page.dataoffsets) and page.dataoffsets[0] == 8)
 
 
 def _tiff_photometric(array: np.ndarray, photometric: int, bits: int,

@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import gzip
 import os
+import warnings
+from dataclasses import replace
 from io import BytesIO
 from pathlib import Path
 from typing import BinaryIO
+
+import numpy as np
 
 from metaseg_viewer.errors import InputError, UnsupportedFormatError
 from metaseg_viewer.io.channels import COLOR_MODES, ColorMode
@@ -57,7 +61,16 @@ def read_scan(
 
     Raises:
         InputError: for anything that cannot be read, saying what is accepted.
+
+    Decoders' warnings (numpy overflow, libraries' notes on odd headers) never reach the
+    user's terminal; what matters to the result is in ``Scan.warnings`` (:func:`check_values`).
     """
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        return check_values(_read_scan(source, name, color, limits))
+
+
+def _read_scan(source: Source, name: str, color: ColorMode, limits: ReadLimits) -> Scan:
     if color not in COLOR_MODES:
         raise InputError(f"color must be one of {COLOR_MODES}, got {color!r}")
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -130,9 +143,37 @@ def _read_series(files: list[tuple[str, bytes]], color: ColorMode, limits: ReadL
 
     label = f"DICOM series ({len(files)} files)"
     try:
-        return label, read_dicom_uploads(files, label=label, color=color, limits=limits)
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            return label, check_values(read_dicom_uploads(files, label=label, color=color, limits=limits))
     except InputError as err:
         return label, err
+
+
+def check_values(scan: Scan) -> Scan:
+    """Refuse pixels with no finite value; warn about NaN or infinite voxels and blank images,
+    which would otherwise give "0 lesions" without a word."""
+    pixels = scan.pixels
+    notes = list(scan.warnings)
+    if pixels.dtype.kind == "f":
+        finite = np.isfinite(pixels)
+        n_finite = int(np.count_nonzero(finite))
+        if n_finite == 0:
+            raise InputError(f"{scan.source}: the image holds no finite values (all {pixels.size} voxels are NaN "
+                             "or infinite, e.g. from a broken scaling); there is nothing to segment. Accepted: "
+                             "images with finite pixel values.")
+        if n_finite < pixels.size:
+            notes.append(f"{pixels.size - n_finite} of {pixels.size} voxels are NaN or infinite; they are "
+                         "treated as the darkest value")
+            values = pixels[finite]
+        else:
+            values = pixels
+    else:
+        values = pixels
+    low, high = values.min(), values.max()
+    if low == high:
+        notes.append(f"the image is blank (every pixel is {low.item():g}): there is nothing to segment")
+    return scan if len(notes) == len(scan.warnings) else replace(scan, warnings=tuple(notes))
 
 
 def _read_stream(fh: BinaryIO, head: bytes, label: str, file_name: str, color: ColorMode,
