@@ -97,7 +97,7 @@ def create_app(settings: ServerSettings | None = None, engine: Engine | None = N
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["X-API-Key", "X-Request-ID", "Content-Type"],
-                           expose_headers=["X-Request-ID", "X-Model", "X-Model-Version", "X-Lesion-Count",
+                           expose_headers=["X-Request-ID", "X-Model", "X-Model-Version", "X-Precision", "X-Lesion-Count",
                                            "X-Inference-Ms", "X-Warnings", "Retry-After", "Content-Disposition"])
     app.add_middleware(RequestLogMiddleware)
     return app

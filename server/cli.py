@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="default model for requests that name none (env METASEG_DEFAULT_MODEL)")
     parser.add_argument("--models", nargs="+", help="models to load (env METASEG_MODELS; default: all shipped)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+                        help="auto: bf16 where the CPU/GPU has native bf16, else fp32 (env METASEG_PRECISION)")
     parser.add_argument("--workers", type=int, help="inference threads")
     parser.add_argument("--queue-size", type=int, help="requests that may wait; more get 503")
     parser.add_argument("--max-upload-mb", type=float)
@@ -46,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     from server.engine import Engine
     from server.settings import InvalidSettings, load_settings
 
-    given = {"default_model": args.model, "models": args.models, "device": args.device, "workers": args.workers,
+    given = {"default_model": args.model, "models": args.models, "device": args.device,
+             "precision": args.precision, "workers": args.workers,
              "queue_size": args.queue_size, "max_upload_mb": args.max_upload_mb, "save_uploads_dir": args.save_uploads_dir}
     given = {k: v for k, v in given.items() if v is not None}
     logging.getLogger("metaseg.server").setLevel(args.log_level.upper())

@@ -80,6 +80,7 @@ class SegmentedUpload:
             "file": self.upload.name,
             "model": pred.model_name,
             "model_version": pred.model_version,
+            "precision": pred.precision,
             "shape": list(scan.shape),
             "is_volume": scan.is_volume,
             "spacing_mm": None if scan.spacing is None else [_plain(float(s)) for s in scan.spacing],
@@ -120,7 +121,8 @@ class Engine:
         self.settings = settings
         self.limits = settings.read_limits()
         # Loading is the slow, failure-prone part of start-up: do it once, here, and fail fast.
-        self.predictors: dict[str, Predictor] = {name: Predictor.load(name, settings.device) for name in settings.models}
+        self.predictors: dict[str, Predictor] = {
+            name: Predictor.load(name, settings.device, precision=settings.precision) for name in settings.models}
         folder = settings.save_uploads_dir
         self.archive = None if folder is None else UploadArchive(
             folder, int(settings.save_uploads_max_mb * 1024 * 1024), settings.save_uploads_max_days * 86400)

@@ -37,6 +37,7 @@ class InferenceSettings(BaseModel):
 class PredictionResult(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "file": "TCGA_CS_4941_19960909_12.tif", "model": "ensemble", "model_version": "4d1f7c0e3a9b+b2c5e8a1f0d4",
+        "precision": "bf16",
         "shape": [1, 256, 256], "is_volume": False, "spacing_mm": None,
         "input": "FLAIR channel (1 of 3) of an LGG kaggle_3m TIFF",
         "settings": {"threshold": 0.5, "tta": False, "min_lesion_size": 10},
@@ -50,9 +51,12 @@ class PredictionResult(BaseModel):
     file: str
     model: str
     model_version: str = Field(description="sha256 prefix of each member's weights, joined by +")
+    precision: str = Field(description="floating-point precision the networks ran in: fp32 or bf16")
     shape: list[int] = Field(description="(slices, rows, columns) of the input as read")
     is_volume: bool
-    spacing_mm: list[float] | None = Field(description="(slice, row, column) spacing when the file gives it")
+    spacing_mm: list[float | None] | None = Field(
+        description="(slice, row, column) spacing when the file gives it; null for one it does not (the slice "
+                    "spacing of a lone DICOM slice without thickness)")
     input: str = Field(description="how the pixels were obtained from the file")
     settings: InferenceSettings
     lesion_count: int
@@ -121,6 +125,7 @@ class Ready(BaseModel):
     capacity: int = Field(description="requests admitted at once (workers + queue size); more get 503")
     cost: int = Field(description="network passes (slices x passes per slice) running or waiting now")
     max_cost: int = Field(description="network passes admitted at once; a request that would pass it gets 503")
+    precision: dict[str, str] = Field(default_factory=dict, description="precision each loaded model runs in")
 
 
 class ErrorBody(BaseModel):

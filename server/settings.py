@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
@@ -25,6 +26,8 @@ class ServerSettings(BaseSettings):
     default_model: str | None = Field(None, description="model used when a request names none "
                                                         f"(default: {DEFAULT_MODEL} if loaded, else the first loaded)")
     device: str | None = Field(None, description="cpu, cuda or cuda:N (default: cuda when available)")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 where the CPU (AMX / AVX512-BF16) or GPU has native bf16, else fp32")
     max_upload_mb: float = Field(64.0, gt=0, description="largest request body, in MiB (413 above)")
     max_slice_pixels: int = Field(4096 * 4096, gt=0, description="largest slice, rows x columns")
     max_slices: int = Field(512, gt=0, description="most slices in one volume")

@@ -174,3 +174,15 @@ def test_napari_reader_gives_layers_or_a_clear_error(corpus: Path, case: Case, m
         assert any(case.says in w.lower() for w in shown), shown
     else:
         assert not shown
+
+
+def test_a_small_file_that_decodes_to_too_many_bytes_is_refused_before_decoding(corpus: Path) -> None:
+    """0.5 MB of gzip, 520 MiB of float64: the voxel count passes, the decoded bytes do not."""
+    from metaseg_viewer.io import ReadLimits
+
+    path = corpus / "float64_bomb.nii.gz"
+    assert path.stat().st_size < 1 << 20
+    with pytest.raises(InputError, match=r"520 MiB .*ReadLimits.max_decoded_bytes"):
+        read_scan(path)
+    with pytest.raises(InputError, match="max_voxels"):  # a server's tighter voxel limit says so first
+        read_scan(path, limits=ReadLimits(max_voxels=512 * 512 * 256))

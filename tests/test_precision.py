@@ -61,3 +61,23 @@ def test_bf16_and_fp32_masks_agree_on_real_slices(shared_data: Path) -> None:
     assert a.sum() > 500  # lesion slices, so the agreement means something
     assert 2 * (a & b).sum() / (a.sum() + b.sum()) >= 0.99
     assert np.abs(fp32.probabilities - bf16.probabilities).mean() < 0.01
+
+
+def test_the_server_reports_the_precision_it_runs(tiny_checkpoint: Path) -> None:
+    pytest.importorskip("fastapi", reason="the server extra is not installed")
+    from fastapi.testclient import TestClient
+
+    from factories import png_bytes
+    from server.app import create_app
+    from server.settings import ServerSettings
+
+    for asked, ran in (("fp32", "fp32"), ("bf16", "bf16")):
+        app = create_app(ServerSettings(models=[str(tiny_checkpoint)], precision=asked))
+        with TestClient(app) as client:
+            assert client.get("/ready").json()["precision"] == {str(tiny_checkpoint): ran}
+            image = png_bytes(np.full((32, 32), 90, np.uint8))
+            body = client.post("/predict", params={"format": "json"}, files={"file": ("a.png", image)}).json()
+            assert body["precision"] == ran
+            assert client.post("/predict", files={"file": ("a.png", image)}).headers["x-precision"] == ran
+    with pytest.raises(Exception, match="precision"):
+        ServerSettings(models=[str(tiny_checkpoint)], precision="fp16")

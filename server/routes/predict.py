@@ -104,7 +104,7 @@ async def _predict(request: Request, file: UploadFile,
     content, media_type, file_name = mask
     return Response(content, media_type=media_type, headers={
         "Content-Disposition": f'attachment; filename="{_safe(file_name)}"',
-        "X-Model": summary["model"], "X-Model-Version": summary["model_version"],
+        "X-Model": summary["model"], "X-Model-Version": summary["model_version"], "X-Precision": summary["precision"],
         "X-Lesion-Count": str(summary["lesion_count"]), "X-Inference-Ms": str(summary["timings_ms"]["inference"]),
         "X-Warnings": str(len(summary["warnings"])),
     })

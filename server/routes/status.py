@@ -24,7 +24,8 @@ async def ready(request: Request) -> JSONResponse:
     ready = engine is not None and not (queue and queue.closing)  # not ready while shutting down
     body = Ready(ready=ready, models=list(engine.predictors) if engine else [],
                  busy=queue.admitted if queue else 0, capacity=queue.capacity if queue else 0,
-                 cost=queue.cost if queue else 0, max_cost=queue.max_cost if queue else 0)
+                 cost=queue.cost if queue else 0, max_cost=queue.max_cost if queue else 0,
+                 precision={name: p.precision for name, p in engine.predictors.items()} if engine else {})
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
 
