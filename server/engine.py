@@ -23,7 +23,7 @@ from metaseg_viewer.registry import describe_card, describe_models
 from metaseg_viewer.encoding import encode_probabilities, rle_encode
 from metaseg_viewer.prediction import Prediction
 from metaseg_viewer.scan import Scan
-from metaseg_viewer.segment import lesion_rows, mask_file, mask_suffix, output_stem
+from metaseg_viewer.segment import deidentified_stem, lesion_rows, mask_file, mask_suffix, output_stem
 from server.jobs import check_cancel
 from server.kept_uploads import UploadArchive
 from server.settings import ServerSettings
@@ -64,12 +64,12 @@ class SegmentedUpload:
     upload: Upload
     prediction: Prediction
     timings_ms: dict[str, float] = field(default_factory=dict)
+    deidentify_names: bool = False  # name the mask file scan-<hash> instead of after the upload
 
     @property
     def warnings(self) -> list[str]:
-        """What the user must know about this result (the reader's and the prediction's), once each."""
-        found = (*getattr(self.upload.scan, "warnings", ()), *getattr(self.prediction, "warnings", ()))
-        return list(dict.fromkeys(found))
+        """What the user must know about this result: the reader's warnings (Scan.warnings)."""
+        return list(self.upload.scan.warnings)
 
     def summary(self, with_mask: bool = True, with_probabilities: bool = False) -> dict[str, Any]:
         """The JSON answer: model, size, settings, lesion table, warnings, RLE mask, timings (and,
@@ -101,7 +101,7 @@ class SegmentedUpload:
         """``(bytes, media type, file name)`` of the mask in the upload's mask format (which
         :meth:`Engine.read` checked against the input); auto: PNG for a 2-D image, NIfTI for a volume."""
         upload = self.upload
-        stem = output_stem(upload.name) or "upload"
+        stem = (deidentified_stem(upload.name) if self.deidentify_names else output_stem(upload.name)) or "upload"
         data, suffix = mask_file(upload.scan, self.prediction.mask,
                                  "auto" if upload.mask_format == "json" else upload.mask_format)
         media_type = "image/png" if suffix.endswith(".png") else "application/gzip"
@@ -187,7 +187,7 @@ class Engine:
                                                progress=lambda done, total: check_cancel(cancel))
         timings = {"read": upload.read_ms, "inference": round(prediction.seconds * 1000, 1),
                    "total": round(upload.read_ms + (time.perf_counter() - start) * 1000, 1)}
-        return SegmentedUpload(upload, prediction, timings)
+        return SegmentedUpload(upload, prediction, timings, self.settings.deidentify_names)
 
     def evaluate(self, upload: Upload, truth: np.ndarray, options: Options,
                  cancel: threading.Event | None = None) -> dict[str, Any]:

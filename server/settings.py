@@ -58,6 +58,8 @@ class ServerSettings(BaseSettings):
     save_uploads_max_mb: float = Field(1024.0, gt=0, description="size quota of save_uploads_dir, in MiB: the "
                                                                  "oldest kept uploads are deleted beyond it")
     save_uploads_max_days: float = Field(7.0, gt=0, description="kept uploads older than this are deleted")
+    deidentify_names: bool = Field(False, description="name mask files scan-<hash of the upload's name> instead of "
+                                                      "after the upload, whose name may carry a patient's name")
 
     @field_validator("models")
     @classmethod

@@ -128,3 +128,10 @@ def test_with_a_tiny_queue_the_only_answers_are_200_and_503(tiny_checkpoint: Pat
     with served(tiny_checkpoint, workers=1, queue_size=1) as url:
         statuses = _clients(url, 20, 5)
     assert len(statuses) == 100 and set(statuses) <= {200, 503} and 200 in statuses
+
+
+def test_deidentified_mask_names_do_not_repeat_the_upload_name(tiny_checkpoint: Path) -> None:
+    with served(tiny_checkpoint, deidentify_names=True) as url:
+        response = httpx.post(url + "/predict", files={"file": ("DOE^JOHN_1970.png", GOOD)}, timeout=120)
+    disposition = response.headers["content-disposition"]
+    assert response.status_code == 200 and "scan-" in disposition and "DOE" not in disposition

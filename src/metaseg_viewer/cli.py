@@ -8,8 +8,8 @@ others; no input, however broken, prints a traceback. The exit status is 1 when 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -22,7 +22,7 @@ def _segment(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from metaseg_viewer.inference import Predictor
-    from metaseg_viewer.segment import output_stem, segment_file
+    from metaseg_viewer.segment import deidentified_stem, output_stem, segment_file
 
     try:
         predictor = Predictor.load(args.model, device=args.device, precision=args.precision)
@@ -35,7 +35,7 @@ def _segment(args: argparse.Namespace) -> int:
     failed = 0
     used: set[str] = set()
     for source in args.inputs:
-        stem = _deidentified_stem(source) if args.deidentify_names else output_stem(source)
+        stem = deidentified_stem(Path(source).resolve()) if args.deidentify_names else output_stem(source)
         while stem in used:  # a/scan.nii.gz and b/scan.nii.gz must not overwrite each other
             stem += "_2"
         used.add(stem)
@@ -66,12 +66,6 @@ def _segment(args: argparse.Namespace) -> int:
         print(f"{source}: {result.n_lesions} lesion(s) -> {result.mask}, {result.overlay}, {result.lesions} "
               f"[{result.description}; {predictor.name} in {predictor.precision}]")
     return 1 if failed else 0
-
-
-def _deidentified_stem(source: str) -> str:
-    """An output name that does not repeat the input's (DICOM file and folder names often carry
-    the patient's name): ``scan-`` and 12 hex digits of the input path's sha256, stable across runs."""
-    return "scan-" + hashlib.sha256(str(Path(source).resolve()).encode()).hexdigest()[:12]
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -176,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # tifffile logs what it repairs or skips in odd files (to stderr, with no handler set up); the
+    # reader's one-line errors and Scan.warnings already say what matters to the user.
+    logging.getLogger("tifffile").setLevel(logging.ERROR)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

@@ -8,6 +8,7 @@ same outputs and names: ``<stem>_mask.png`` (or ``_mask.nii.gz`` for a volume or
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,13 @@ class SegmentOutputs:
 def output_stem(source: str | Path) -> str:
     """File name without (double) extension: ``a/b.nii.gz`` → ``b``; a folder → its name."""
     return strip_suffix(Path(source).name)
+
+
+def deidentified_stem(source: str | Path) -> str:
+    """An output name that does not repeat the input's (DICOM file and folder names often carry
+    the patient's name): ``scan-`` and 12 hex digits of the sha256 of ``source`` (a path or an
+    upload's name), stable across runs."""
+    return "scan-" + hashlib.sha256(str(source).encode()).hexdigest()[:12]
 
 
 def lesion_rows(scan: Scan, mask: np.ndarray, probabilities: np.ndarray | None = None) -> list[dict]:
@@ -141,5 +149,5 @@ def segment_file(
     return write_outputs(scan, prediction, Path(out_dir), stem or output_stem(source))
 
 
-__all__ = ["MaskFormat", "SegmentOutputs", "lesion_csv", "lesion_rows", "mask_file", "mask_suffix", "output_stem",
+__all__ = ["MaskFormat", "SegmentOutputs", "deidentified_stem", "lesion_csv", "lesion_rows", "mask_file", "mask_suffix", "output_stem",
            "segment_file", "write_outputs"]
