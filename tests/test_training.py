@@ -292,3 +292,18 @@ def test_evaluation_hd95_follows_the_core_empty_convention(capsys: pytest.Captur
     assert [r["hd95_px"] for r in rows] == [None, None, 0.0]  # undefined, undefined, nothing to find
     assert summary["hd95_median"] is None and summary["hd95_volumes"] == 0
     json.dumps(summary, allow_nan=False)  # never NaN or Infinity in the JSON
+
+
+def test_evaluate_against_fp32_prints_both_runs_and_their_mask_agreement(
+        shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], tiny_checkpoint: Path) -> None:
+    patient = next(p for p in sorted((shared_data / "lgg_flair").iterdir()) if p.is_dir())
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / patient.name).symlink_to(patient)
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", "--model", str(tiny_checkpoint), "--data", str(tmp_path / "data"), "--precision", "bf16",
+                 "--against-fp32", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "in bf16" in printed and "masks bf16 vs fp32: pooled Dice" in printed
+    saved = json.loads(out.read_text())
+    assert saved["precision"] == "bf16" and 0 <= saved["against_fp32"]["mask_agreement_dice"] <= 1
+    assert set(saved["against_fp32"]["fp32"]) >= {"per_volume_dice_mean", "pooled_dice"}

@@ -62,6 +62,8 @@ def _other_parsers(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--device", default=None)
     ev.add_argument("--precision", choices=PRECISIONS, default="auto",
                     help="auto: bf16 where the CPU/GPU has native bf16, else fp32 (the apps' default)")
+    ev.add_argument("--against-fp32", action="store_true",
+                    help="also run in fp32 and print both figures, their differences and the masks' agreement")
     ex = sub.add_parser("export", help="tune a run's best checkpoint on its validation patients and ship it")
     ex.add_argument("--run", type=Path, required=True)
     ex.add_argument("--name", required=True, choices=list(SINGLE_MODELS))
@@ -101,6 +103,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     predictions, seconds = predict_folder(predictor, slices, settings.tta)
     summary, rows = score(predictions, settings.threshold, settings.min_lesion_size)
     summary["seconds_per_slice"] = seconds
+    if args.against_fp32:
+        _print_against_fp32(args, predictor, slices, settings, predictions, summary)
     print(f"model {predictor.name} ({predictor.version}) in {predictor.precision}, settings {settings.to_dict()}")
     for key, value in summary.items():
         shown = f"{value:.4f}" if isinstance(value, float) else "undefined (no volume has both a prediction and a " \
@@ -115,6 +119,25 @@ def _evaluate(args: argparse.Namespace) -> int:
         write_per_volume_csv(rows, args.json.with_name(args.json.stem + "_volumes.csv"))
         write_sheet(predictions, settings.threshold, settings.min_lesion_size, args.json.with_name(args.json.stem + "_sheet.png"))
     return 0
+
+
+def _print_against_fp32(args: argparse.Namespace, predictor, slices, settings, predictions, summary: dict) -> None:
+    """The same evaluation in fp32, side by side: each figure, its difference, the masks' agreement."""
+    from metaseg_viewer.inference import Predictor
+    from training.evaluate import mask_agreement, predict_folder, score
+
+    reference = Predictor.load(args.model, device=args.device, precision="fp32")
+    ref_predictions, ref_seconds = predict_folder(reference, slices, settings.tta)
+    ref_summary, _ = score(ref_predictions, settings.threshold, settings.min_lesion_size)
+    print(f"{'figure':24s} {'fp32':>8s} {predictor.precision:>8s} {'diff':>8s}")
+    for key in ("per_volume_dice_mean", "per_volume_dice_median", "pooled_dice", "lesion_sensitivity",
+                "lesion_precision"):
+        print(f"{key:24s} {ref_summary[key]:8.4f} {summary[key]:8.4f} {summary[key] - ref_summary[key]:+8.4f}")
+    print(f"{'seconds_per_slice':24s} {ref_seconds:8.3f} {summary['seconds_per_slice']:8.3f}")
+    agreement = mask_agreement(predictions, ref_predictions, settings.threshold, settings.min_lesion_size)
+    print(f"masks {predictor.precision} vs fp32: pooled Dice {agreement:.4f}")
+    summary["against_fp32"] = {"fp32": {k: v for k, v in ref_summary.items() if isinstance(v, (int, float))},
+                               "mask_agreement_dice": agreement}
 
 
 def main(argv: list[str] | None = None) -> int:

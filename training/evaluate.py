@@ -123,6 +123,15 @@ def score(predictions: list[VolumePrediction], threshold: float, min_lesion_size
     return summary, rows
 
 
+def mask_agreement(a: list[VolumePrediction], b: list[VolumePrediction], threshold: float,
+                   min_lesion_size: int) -> float:
+    """Pooled Dice between the masks of two runs over the same slices (e.g. bf16 against fp32):
+    how far a change of arithmetic moves the outlines, whatever the truth."""
+    masks = [[binarize(np.stack(v.probabilities), threshold, min_lesion_size, volume=False) for v in run]
+             for run in (a, b)]
+    return pooled_dice([s for m in masks[0] for s in m], [s for m in masks[1] for s in m])
+
+
 def _defined(distance: float) -> float | None:
     return distance if math.isfinite(distance) else None
 
