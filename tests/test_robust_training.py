@@ -135,3 +135,40 @@ def test_robustness_table_is_repeatable_and_refuses_unknown_conditions(shared_da
     assert first == again
     with pytest.raises(ValueError, match="unknown condition"):
         robustness_table(predictor, slices, settings, ("sideways",))
+
+
+def test_validation_under_a_shift_scores_both_and_selects_on_their_mean(shared_data: Path, tmp_path: Path) -> None:
+    import csv
+
+    from training.validation import shifted_set
+
+    data = load_slices(_patients(shared_data, n=1, per=4), PreprocessConfig(size=256))
+    stripped = shifted_set(data, "skull-stripped, brain fills frame", PreprocessConfig(size=256))
+    again = shifted_set(data, "skull-stripped, brain fills frame", PreprocessConfig(size=256))
+    assert np.array_equal(stripped.images, again.images)  # the same shifted slices at every validation
+    assert stripped.images.shape == data.images.shape and not np.array_equal(stripped.images, data.images)
+    for before, after in zip(data.raw, stripped.raw):  # the stripped brain now fills the frame
+        rows, cols = np.nonzero(after > 0)
+        assert max(np.ptp(rows), np.ptp(cols)) >= 0.9 * after.shape[0]
+        assert np.count_nonzero(after) < np.count_nonzero(before > 0) * 1.5
+    with pytest.raises(ValueError, match="unknown condition"):
+        shifted_set(data, "upside down", PreprocessConfig(size=256))
+
+    folder = tmp_path / "data"
+    for s in _patients(shared_data, n=2, per=2):
+        for kind, path in (("images", s.image), ("masks", s.mask)):
+            target = folder / s.volume / kind / path.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(folder), "--out", str(run), "--arch", "attention-unet", "--model-params",
+                 json.dumps(TINY), "--epochs", "2", "--samples-per-epoch", "4", "--batch-size", "2", "--crop", "64",
+                 "--val-fraction", "0.5", "--val-shift", "skull-stripped", "--threads", "1"]) == 0
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    for row in rows:
+        clean, shifted = float(row["val_volume_dice_mean"]), float(row["val_shifted_volume_dice_mean"])
+        assert float(row["val_selection_score"]) == pytest.approx((clean + shifted) / 2)
+    best = json.loads((run / "best.json").read_text())["metrics"]["validation"]
+    assert best["shifted"]["condition"] == "skull-stripped"
+    assert best["selection_score"] == pytest.approx(max(float(r["val_selection_score"]) for r in rows))
+    assert main(["train", "--data", str(folder), "--out", str(tmp_path / "bad"), "--val-shift", "upside down"]) == 2

@@ -19,6 +19,11 @@ from training.data import LayoutError, find_slices, read_report, read_split
 from training.evaluate import predict_folder, score, tune
 
 
+#: The training data's terms, which the weights inherit (written into every exported card).
+DATA_LICENCE = ("LGG segmentation data set of Buda et al. 2019 (TCGA-LGG via TCIA): CC BY-NC-SA 4.0. The weights "
+                "are derived from it: cite Buda et al. 2019 and TCIA, no commercial use, share derivatives alike.")
+
+
 def _validation_slices(data: str, split_file: Path, group: str = "validation"):
     patients = set(read_report(split_file) if group == "report" else read_split(split_file)[1])
     slices = [s for s in find_slices(data) if s.volume in patients]
@@ -54,7 +59,7 @@ def export_run(run: Path, name: str, to: Path, data: str | None = None, command:
         **_report(predictor, settings, data or config["data"], run / "split.json"),
         "measured_with": command,
     }
-    training = {**card.training, "run": str(run)}
+    training = {**card.training, "run": str(run), "data_licence": DATA_LICENCE}
     final = ModelCard(
         name=name, model=card.model, preprocess=card.preprocess, inference=InferenceConfig(**settings),
         description=card.description, training=training, metrics=metrics,
