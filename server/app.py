@@ -68,11 +68,13 @@ def create_app(settings: ServerSettings | None = None, engine: Engine | None = N
             log.error("cannot start: %s", exc)
             raise StartupError(f"cannot start: {exc}") from None
         app.state.queue = queue = InferenceQueue(settings.workers, settings.queue_size, settings.max_queue_cost,
-                                                 settings.max_concurrent_reads)
+                                                 settings.max_concurrent_reads, settings.max_batch_slices,
+                                                 settings.batch_wait_ms / 1000)
         undo = stop_on_signal(queue, settings.shutdown_grace_s)
-        log.info("ready: models %s, %d worker(s), queue %d, cost %d per request and %d at once",
-                 list(app.state.engine.predictors), settings.workers, settings.queue_size,
-                 settings.max_request_cost, settings.max_queue_cost)
+        log.info("ready: models %s, %d worker(s), queue %d, cost %d per request and %d at once, "
+                 "single slices merged %d per call (wait %g ms)", list(app.state.engine.predictors), settings.workers,
+                 settings.queue_size, settings.max_request_cost, settings.max_queue_cost, settings.max_batch_slices,
+                 settings.batch_wait_ms)
         yield
         undo()
         queue.shutdown()

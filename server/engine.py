@@ -26,6 +26,7 @@ from metaseg_viewer.scan import Scan
 from metaseg_viewer.segment import deidentified_stem, lesion_rows, mask_file, mask_suffix, output_stem
 from server.jobs import check_cancel
 from server.kept_uploads import UploadArchive
+from server.merged import MergedCall, Prepared, Share
 from server.settings import ServerSettings
 
 MaskFormat = Literal["auto", "png", "nifti", "json"]
@@ -45,16 +46,23 @@ class Options:
     tta: bool | None = None
     min_lesion_size: int | None = None
 
+    @property
+    def tta_on(self) -> bool:
+        """Whether this request runs with flip TTA (the card's setting unless overridden)."""
+        return self.predictor.defaults.override(tta=self.tta).tta
+
 
 @dataclass(frozen=True)
 class Upload:
     """A decoded upload: its name (for messages and output names only), scan, and the mask
-    format it was checked for; ``read_ms`` is the decoding time."""
+    format it was checked for; ``read_ms`` is the decoding time. ``prepared``: its network input,
+    when it is to share a merged network call (see :meth:`Engine.read`)."""
 
     name: str
     scan: Scan
     mask_format: MaskFormat = "json"
     read_ms: float = 0.0
+    prepared: Prepared | None = None
 
 
 @dataclass
@@ -114,7 +122,9 @@ class Engine:
     A request goes through two blocking stages, each on its own threads (:mod:`server.jobs`):
     :meth:`read` decodes (and, once accepted, keeps) an upload; :meth:`cost` weighs the decoded
     scans against the request budget; :meth:`segment` or :meth:`evaluate` runs the networks and
-    stops at the next batch of slices once ``cancel`` is set.
+    stops at the next batch of slices once ``cancel`` is set. A lone 2-D slice may instead share
+    a network call with other requests' (:mod:`server.merged`): :meth:`read` prepares it for
+    the call, :meth:`segment` finishes its share.
     """
 
     def __init__(self, settings: ServerSettings) -> None:
@@ -143,9 +153,12 @@ class Engine:
             rows.append({**row, "version": predictor.version, "default": name == self.settings.default_model})
         return rows
 
-    def read(self, data: bytes, file_name: str, mask_format: MaskFormat = "json") -> Upload:
+    def read(self, data: bytes, file_name: str, mask_format: MaskFormat = "json",
+             merging: Options | None = None) -> Upload:
         """Decode an upload; a ``mask_format`` the input cannot have is refused here, before any
-        queueing. Only an accepted upload is kept (``save_uploads_dir``)."""
+        queueing. Only an accepted upload is kept (``save_uploads_dir``). With ``merging``, the
+        options of a request that may share a network call, a lone 2-D slice is also prepared for
+        the call (while merging is on: ``max_batch_slices`` over 1), in the same thread hand-off."""
         start = time.perf_counter()
         scan = read_scan(data, name=file_name, limits=self.limits)
         if mask_format != "json":
@@ -155,7 +168,11 @@ class Engine:
                 raise OptionError(f"format={mask_format}: {exc} (format=nifti), or format=json or auto") from None
         if self.archive is not None:
             self.archive.keep(data, file_name)
-        return Upload(file_name, scan, mask_format, round((time.perf_counter() - start) * 1000, 1))
+        read_ms = round((time.perf_counter() - start) * 1000, 1)
+        prepared = None
+        if merging is not None and not scan.is_volume and scan.n_slices == 1 and self.settings.max_batch_slices > 1:
+            prepared = MergedCall(merging.predictor, merging.tta_on).prepare(scan.pixels)
+        return Upload(file_name, scan, mask_format, read_ms, prepared)
 
     def read_truth(self, mask: bytes, mask_name: str, scan: Scan) -> np.ndarray:
         """The true mask of ``scan`` for /evaluate (refused unless it has the scan's size)."""
@@ -164,8 +181,7 @@ class Engine:
     def cost(self, uploads: Sequence[Upload], options: Options) -> int:
         """Network passes the request needs: slices x members x (2 with TTA); over the budget
         (``max_request_cost``) it is refused (413) before any inference."""
-        predictor = options.predictor
-        tta = predictor.defaults.tta if options.tta is None else options.tta
+        predictor, tta = options.predictor, options.tta_on
         per_slice = len(predictor.members) * (2 if tta else 1)
         slices = sum(upload.scan.n_slices for upload in uploads)
         budget = self.settings.max_request_cost
@@ -177,16 +193,23 @@ class Engine:
                 "(METASEG_MAX_REQUEST_COST). Accepted: fewer slices, tta=false or a single model")
         return slices * per_slice
 
-    def segment(self, upload: Upload, options: Options, cancel: threading.Event | None = None) -> SegmentedUpload:
+    def segment(self, upload: Upload, options: Options, cancel: threading.Event | None = None,
+                share: Share | None = None) -> SegmentedUpload:
         """Segment a read upload; stops with ``Cancelled`` at the next batch of slices once
-        ``cancel`` is set. ``total`` counts reading and segmenting, not waiting in line."""
+        ``cancel`` is set. With ``share``, the upload's part of a merged call (``upload.prepared``
+        went through the networks), only its own steps remain. ``total`` counts reading and
+        segmenting, not waiting in line."""
         start = time.perf_counter()
         check_cancel(cancel)
-        prediction = options.predictor.predict(upload.scan, threshold=options.threshold, tta=options.tta,
-                                               min_lesion_size=options.min_lesion_size,
-                                               progress=lambda done, total: check_cancel(cancel))
+        if share is None:
+            prediction = options.predictor.predict(upload.scan, threshold=options.threshold, tta=options.tta,
+                                                   min_lesion_size=options.min_lesion_size,
+                                                   progress=lambda done, total: check_cancel(cancel))
+        else:
+            prediction = share.prediction(upload.scan, options.threshold, options.min_lesion_size)
+        elapsed = time.perf_counter() - start + (0.0 if share is None else share.seconds)
         timings = {"read": upload.read_ms, "inference": round(prediction.seconds * 1000, 1),
-                   "total": round(upload.read_ms + (time.perf_counter() - start) * 1000, 1)}
+                   "total": round(upload.read_ms + elapsed * 1000, 1)}
         return SegmentedUpload(upload, prediction, timings, self.settings.deidentify_names)
 
     def evaluate(self, upload: Upload, truth: np.ndarray, options: Options,

@@ -12,6 +12,10 @@ Segmentation and decoding are blocking; they run on threads so the event loop ke
 Either limit answers :class:`QueueFull` (HTTP 503 with ``Retry-After``). Every job carries a
 ``threading.Event``: set when its client leaves or the server shuts down, it stops the job before
 it starts or at its next batch of slices (:class:`Cancelled`), and frees its thread.
+
+Jobs that make the same network calls (single slices of one model and TTA) are merged into one
+call by :class:`Batcher` (:meth:`InferenceQueue.run_merged`), as inference servers batch: they
+are admitted, counted and cancelled one by one all the same.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ import asyncio
 import math
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from collections.abc import Callable, Hashable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 T = TypeVar("T")
+X = TypeVar("X")
 
 
 class Unavailable(Exception):
@@ -61,7 +67,8 @@ def check_cancel(cancel: threading.Event | None) -> None:
 
 
 class InferenceQueue:
-    def __init__(self, workers: int, queue_size: int, max_cost: int, readers: int) -> None:
+    def __init__(self, workers: int, queue_size: int, max_cost: int, readers: int, batch_slices: int = 1,
+                 batch_wait_s: float = 0.0) -> None:
         self.workers = workers
         self.capacity = workers + queue_size
         self.max_cost = max_cost
@@ -72,6 +79,7 @@ class InferenceQueue:
         self._cost = 0
         self._cancels: set[threading.Event] = set()
         self._seconds_per_pass = 0.2  # running mean, for Retry-After
+        self._batcher = Batcher(self._executor.submit, batch_slices, batch_wait_s, self._more_coming, self._observe)
         self.closing = False
 
     @property
@@ -99,7 +107,8 @@ class InferenceQueue:
             self._admitted -= 1
 
     async def read(self, job: Callable[[], T]) -> T:
-        """Run a decoding job on a reader thread (at most ``readers`` at once)."""
+        """Run a request's own work outside the networks on a reader thread (at most ``readers``
+        at once): decoding, and preparing and finishing a merged network call."""
         return await asyncio.wrap_future(self._readers.submit(job))
 
     async def run(self, job: Callable[[], T], cost: int, cancel: threading.Event) -> T:
@@ -108,6 +117,15 @@ class InferenceQueue:
         Raises :class:`QueueFull` when ``cost`` does not fit (a job is always admitted to an idle
         queue), :class:`ShuttingDown` when the server is stopping, :class:`Cancelled` when
         ``cancel`` was set before the job finished."""
+        return await self._held(lambda: self._executor.submit(self._timed, job, cost, cancel), cost, cancel)
+
+    async def run_merged(self, call: Callable[[list[X]], list[T]], item: X, cost: int, cancel: threading.Event) -> T:
+        """``call``'s output for ``item``, computed in one call with the items of other requests
+        for an equal ``call`` (see :class:`Batcher`); admitted, refused and cancelled as :meth:`run`."""
+        return await self._held(lambda: self._batcher.add(call, item, cost, cancel), cost, cancel)
+
+    async def _held(self, submit: Callable[[], Future[T]], cost: int, cancel: threading.Event) -> T:
+        """Admit ``cost``, submit, and give the cost back once the submitted work is done."""
         with self._lock:
             if self.closing:
                 raise ShuttingDown()
@@ -118,7 +136,7 @@ class InferenceQueue:
             self._cost += cost
             self._cancels.add(cancel)
         try:
-            future = self._executor.submit(self._timed, job, cost, cancel)
+            future = submit()
         except BaseException:
             self._release(cost, cancel)
             raise
@@ -134,10 +152,17 @@ class InferenceQueue:
         check_cancel(cancel)  # waited in line while its client left or the server began to stop
         start = time.perf_counter()
         result = job()
-        seconds = time.perf_counter() - start
+        self._observe(time.perf_counter() - start, cost)
+        return result
+
+    def _observe(self, seconds: float, cost: int) -> None:
         with self._lock:
             self._seconds_per_pass = 0.8 * self._seconds_per_pass + 0.2 * seconds / max(cost, 1)
-        return result
+
+    def _more_coming(self) -> bool:
+        """Whether admitted requests have not reached the inference threads yet (still being
+        received or decoded), so that one more might join a merged call."""
+        return self._admitted > len(self._cancels)
 
     def _release(self, cost: int, cancel: threading.Event) -> None:
         with self._lock:
@@ -161,3 +186,91 @@ class InferenceQueue:
         self.close()
         self._readers.shutdown(wait=True, cancel_futures=True)
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass(eq=False)
+class _Waiting:
+    item: Any
+    cost: int
+    cancel: threading.Event
+    future: Future = field(default_factory=Future)
+    arrived: float = field(default_factory=time.monotonic)
+
+
+class Batcher:
+    """Items of equal calls, merged into one call on an inference thread.
+
+    A *call* is a hashable callable from a list of items to one output per item. While items of a
+    call wait, one flush of it is queued on the inference threads; when a thread takes it, it
+    calls once on up to ``max_items`` of them: all that came while the threads were busy. From an
+    idle thread it first waits for more, up to ``wait_s`` after the oldest item arrived, but only
+    while ``more_coming()`` says other requests are on their way, so a lone client never waits.
+    An item whose cancel event is set is left out (:class:`Cancelled`); an error of the call
+    fails the items in it; what each request does before and after the call fails only itself.
+    """
+
+    def __init__(self, submit: Callable[..., Future], max_items: int, wait_s: float,
+                 more_coming: Callable[[], bool], observe: Callable[[float, int], None]) -> None:
+        self._submit, self.max_items, self.wait_s = submit, max_items, wait_s
+        self._more_coming, self._observe = more_coming, observe
+        self._waiting: dict[Hashable, list[_Waiting]] = {}
+        self._changed = threading.Condition()
+
+    def add(self, call: Callable[[list[X]], list[T]], item: X, cost: int, cancel: threading.Event) -> Future[T]:
+        waiting = _Waiting(item, cost, cancel)
+        with self._changed:
+            items = self._waiting.setdefault(call, [])
+            items.append(waiting)
+            if len(items) == 1:
+                self._schedule(call)
+            self._changed.notify_all()
+        return waiting.future
+
+    def _schedule(self, call: Hashable) -> None:
+        """Queue a flush of ``call`` (lock held); once the threads are shut down its items fail."""
+        try:
+            self._submit(self._flush, call)
+        except RuntimeError:  # cannot schedule new futures after shutdown
+            for waiting in self._waiting.pop(call):
+                waiting.future.set_exception(ShuttingDown())
+
+    def _take(self, call: Hashable) -> list[_Waiting]:
+        with self._changed:
+            items = self._waiting[call]
+            deadline = items[0].arrived + self.wait_s
+            while len(items) < self.max_items and self._more_coming():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._changed.wait(left)
+            taken, items[:] = items[: self.max_items], items[self.max_items :]
+            if items:
+                self._schedule(call)
+            else:
+                del self._waiting[call]
+        return taken
+
+    def _flush(self, call: Callable[[list[Any]], list[Any]]) -> None:
+        taken = [waiting for waiting in self._take(call) if _starts(waiting)]
+        if not taken:
+            return
+        start = time.perf_counter()
+        try:
+            outputs = call([waiting.item for waiting in taken])
+        except BaseException as exc:
+            for waiting in taken:
+                waiting.future.set_exception(exc)
+            return
+        self._observe(time.perf_counter() - start, sum(waiting.cost for waiting in taken))
+        for waiting, output in zip(taken, outputs):
+            waiting.future.set_result(output)
+
+
+def _starts(waiting: _Waiting) -> bool:
+    """Mark an item running; false (and done) when its client left or nobody awaits it any more."""
+    if not waiting.future.set_running_or_notify_cancel():
+        return False
+    if waiting.cancel.is_set():
+        waiting.future.set_exception(Cancelled())
+        return False
+    return True

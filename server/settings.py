@@ -37,11 +37,19 @@ class ServerSettings(BaseSettings):
                                                           "all its files); more get 413 before any inference")
     max_queue_cost: int = Field(4096, gt=0, description="network passes admitted to the inference threads at once "
                                                         "(running and waiting); a request that would pass it gets 503")
-    workers: int = Field(1, ge=1, description="inference threads (each runs one request at a time)")
+    workers: int = Field(1, ge=1, description="inference threads (each runs one request, or one merged call of "
+                                              "single slices, at a time)")
+    max_batch_slices: int = Field(8, ge=1, description="most single-slice requests merged into one network call "
+                                                       "(same model and TTA); 1 turns merging off")
+    batch_wait_ms: float = Field(5.0, ge=0, le=1000, description="an idle inference thread waits up to this long "
+                                                                 "after a single slice arrived for others to merge "
+                                                                 "with it, and only while other requests are still "
+                                                                 "being received or decoded")
     queue_size: int = Field(32, ge=0, description="requests that may be admitted beyond the workers (their uploads "
                                                   "being received, decoded or waiting); more get 503")
     max_concurrent_reads: int = Field(4, ge=1, description="uploads received from the network at once, and uploads "
-                                                           "decoded at once; others wait their turn")
+                                                           "decoded (or single slices finished after a merged call) "
+                                                           "at once; others wait their turn")
     body_timeout_s: float = Field(60.0, gt=0, description="seconds a request body may take to arrive once its turn "
                                                           "to be received came (408 after)")
     shutdown_grace_s: float = Field(10.0, gt=0, description="on SIGTERM/SIGINT, seconds running jobs get to stop at "

@@ -95,3 +95,21 @@ def test_binarize_removes_small_components_in_2d_or_3d() -> None:
     in_3d = binarize(probs, 0.5, min_lesion_size=5, volume=True)
     assert in_3d.sum() == 12 and not in_3d[0, 1:3, 1:3].any()
     assert binarize(probs, 0.5).sum() == 16
+
+
+def test_stacks_run_as_one_batch_give_each_the_prediction_it_gets_alone(tiny_checkpoint) -> None:
+    """prepare + member_maps over several stacks + predict_prepared: what a server batching
+    requests relies on."""
+    from metaseg_viewer.samples import make_slice
+    from metaseg_viewer.scan import Scan
+
+    predictor = Predictor.load(tiny_checkpoint, device="cpu")
+    scans = [Scan(make_slice(96, seed=1).image[None]), Scan(make_slice(64, seed=2).image[None, :, :40]),
+             Scan(np.stack([make_slice(80, seed=s).image for s in (3, 4, 5)]), is_volume=True)]
+    prepared = [predictor.prepare(s.pixels) for s in scans]
+    maps = predictor.member_maps(prepared, tta=True)
+    for scan, p, m in zip(scans, prepared, maps):
+        merged = predictor.predict_prepared(scan, p, m, tta=True)
+        alone = predictor.predict(scan, tta=True)
+        np.testing.assert_allclose(merged.probabilities, alone.probabilities, atol=1e-6)
+        assert np.array_equal(merged.mask, alone.mask) and merged.settings == alone.settings

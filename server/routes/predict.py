@@ -3,6 +3,8 @@
 Every route does the same three steps: decode its uploads on a reader thread (a bad file fails
 here, without waiting for a worker), weigh them against the request budget (413), then run the
 networks on an inference thread, cancelled between batches of slices if the client disconnects.
+A lone 2-D slice on ``/predict`` shares its network call with other requests': it is prepared
+with its decoding and finished on a reader thread, so the inference threads only run networks.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from metaseg_viewer.errors import MetaSegError
 from server.engine import Engine, MaskFormat, OptionError, Options, Upload
 from server.errors import status_for
 from server.jobs import InferenceQueue, Unavailable
+from server.merged import Share
 from server.routes.options import model_options, predict_options
 from server.schemas import ERROR_RESPONSES, BatchItem, BatchResult, EvaluationResult, PredictionResult
 
@@ -56,11 +59,13 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)[:120] or "mask"
 
 
-async def _read(request: Request, file: UploadFile, fallback: str, fmt: MaskFormat = "json") -> Upload:
-    """Decode one upload on a reader thread; its bytes are dropped as soon as it is decoded."""
+async def _read(request: Request, file: UploadFile, fallback: str, fmt: MaskFormat = "json",
+                merging: Options | None = None) -> Upload:
+    """Decode one upload on a reader thread; its bytes are dropped as soon as it is decoded.
+    ``merging``: see :meth:`Engine.read`."""
     data, name = await file.read(), _name(file, fallback)
     await file.close()
-    return await _queue(request).read(lambda: _engine(request).read(data, name, fmt))
+    return await _queue(request).read(lambda: _engine(request).read(data, name, fmt, merging))
 
 
 @asynccontextmanager
@@ -84,19 +89,24 @@ async def _cancel_on_disconnect(request: Request) -> AsyncIterator[threading.Eve
 
 async def _predict(request: Request, file: UploadFile,
                    options_and_format: tuple[Options, MaskFormat, bool]) -> Response:
-    engine = _engine(request)
+    engine, queue = _engine(request), _queue(request)
     options, fmt, with_probabilities = options_and_format
-    upload = await _read(request, file, "upload", fmt)
+    upload = await _read(request, file, "upload", fmt, merging=options)
     cost = engine.cost([upload], options)
 
-    def job(cancel: threading.Event) -> tuple[dict, tuple[bytes, str, str] | None]:
-        seg = engine.segment(upload, options, cancel)
+    def job(cancel: threading.Event, share: Share | None = None) -> tuple[dict, tuple[bytes, str, str] | None]:
+        seg = engine.segment(upload, options, cancel, share)
         if fmt == "json":
             return seg.summary(with_probabilities=with_probabilities), None
         return seg.summary(with_mask=False), seg.mask_file()
 
     async with _cancel_on_disconnect(request) as cancel:
-        summary, mask = await _queue(request).run(lambda: job(cancel), cost, cancel)
+        if upload.prepared is None:
+            summary, mask = await queue.run(lambda: job(cancel), cost, cancel)
+        else:
+            share = await queue.run_merged(upload.prepared.call, upload.prepared, cost, cancel)
+            request.state.log["batch"] = share.batch_slices
+            summary, mask = await queue.read(lambda: job(cancel, share))
     request.state.log.update(model=summary["model"], shape=summary["shape"], lesions=summary["lesion_count"],
                              cost=cost, inference_ms=summary["timings_ms"]["inference"])
     if mask is None:

@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from metaseg_viewer.checkpoints import ModelCard, load_checkpoint
-from metaseg_viewer.config import InferenceConfig
+from metaseg_viewer.config import InferenceConfig, PreprocessConfig
 from metaseg_viewer.errors import InputError
 from metaseg_viewer.precision import autocast, resolve_precision
 from metaseg_viewer.prediction import Prediction
-from metaseg_viewer.preprocessing import preprocess, restore
+from metaseg_viewer.preprocessing import Preprocessed, preprocess, restore
 from metaseg_viewer.registry import DEFAULT_MODEL, MODEL_NAMES, EnsembleCard, resolve_model, shipped_sha256
 from metaseg_viewer.scan import Scan
 
@@ -101,39 +102,82 @@ class Predictor:
         """Segment every slice of ``scan``; ``None`` settings come from the model card."""
         settings = self.defaults.override(threshold=threshold, tta=tta, min_lesion_size=min_lesion_size)
         start = time.perf_counter()
-        probabilities, enhanced = self.probabilities(scan.pixels, settings.tta, progress)
-        return Prediction.from_probabilities(probabilities, settings, scan.is_volume, enhanced=enhanced,
-                                             model_name=self.name, model_version=self.version,
-                                             seconds=time.perf_counter() - start, precision=self.precision)
+        prepared = self.prepare(scan.pixels)
+        maps = self.member_maps([prepared], settings.tta, progress)[0]
+        return self.predict_prepared(scan, prepared, maps, threshold, settings.tta, min_lesion_size,
+                                     time.perf_counter() - start)
 
     def probabilities(
         self, pixels: np.ndarray, tta: bool, progress: Progress | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Mean member probability ``(Z, H, W)`` and the CLAHE image of the first member."""
+        prepared = self.prepare(pixels)
+        return self.combine(prepared, self.member_maps([prepared], tta, progress)[0])
+
+    # The three steps of a prediction, public so that a server can run the networks of several
+    # requests as one batch (prepare each, member_maps once for all, predict_prepared each) and
+    # give each the mask predict() would have given it.
+
+    def prepare(self, pixels: np.ndarray) -> Prepared:
+        """``(H, W)`` or ``(Z, H, W)`` pixels as every member's network input (one ``preprocess``
+        per distinct preprocessing among the members)."""
         stack = pixels[None] if pixels.ndim == 2 else pixels
-        total = len(self.members) * stack.shape[0]
-        done = 0
-        summed: np.ndarray | None = None
-        enhanced: np.ndarray | None = None
-        cache: dict[object, object] = {}
+        by_config: dict[PreprocessConfig, Preprocessed] = {}
+        for _, card in self.members:
+            if card.preprocess not in by_config:
+                by_config[card.preprocess] = preprocess(stack, card.preprocess)
+        return Prepared(by_config, stack.shape[0])
+
+    def member_maps(self, batch: Sequence[Prepared], tta: bool,
+                    progress: Progress | None = None) -> list[tuple[np.ndarray, ...]]:
+        """Every member's network-size maps ``(Z, S, S)`` for each prepared stack of ``batch``, in
+        member order: each member runs once over all the stacks' slices, ``batch_size`` at a time
+        (``progress`` after each step; raising from it cancels)."""
+        bounds = np.cumsum([0, *(p.slices for p in batch)])
+        total, done = len(self.members) * int(bounds[-1]), 0
+        outputs = []
         for net, card in self.members:
-            prepared = cache.get(card.preprocess)
-            if prepared is None:
-                prepared = cache[card.preprocess] = preprocess(stack, card.preprocess)
-            if enhanced is None:
-                enhanced = prepared.enhanced
-            network_probs = np.empty_like(prepared.network_input)
-            for begin in range(0, stack.shape[0], self.batch_size):
-                batch = prepared.network_input[begin : begin + self.batch_size]
-                network_probs[begin : begin + len(batch)] = network_probabilities(net, batch, tta, self.device,
-                                                                                  self.precision)
-                done += len(batch)
+            inputs = np.concatenate([p.by_config[card.preprocess].network_input for p in batch])
+            maps = np.empty_like(inputs)
+            for begin in range(0, len(inputs), self.batch_size):
+                chunk = inputs[begin : begin + self.batch_size]
+                maps[begin : begin + len(chunk)] = network_probabilities(net, chunk, tta, self.device, self.precision)
+                done += len(chunk)
                 if progress is not None:
                     progress(done, total)
-            member = restore(network_probs, prepared.geometry)
+            outputs.append(maps)
+        return [tuple(maps[b:e] for maps in outputs) for b, e in zip(bounds[:-1], bounds[1:])]
+
+    def combine(self, prepared: Prepared, maps: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """Members' maps restored to the input's size and averaged (in member order), with the
+        CLAHE image of the first member."""
+        summed: np.ndarray | None = None
+        for (_, card), member_maps in zip(self.members, maps, strict=True):
+            member = restore(member_maps, prepared.by_config[card.preprocess].geometry)
             summed = member if summed is None else summed + member
-        assert summed is not None and enhanced is not None
-        return summed / len(self.members), enhanced
+        assert summed is not None
+        return summed / len(self.members), prepared.by_config[self.members[0][1].preprocess].enhanced
+
+    def predict_prepared(self, scan: Scan, prepared: Prepared, maps: tuple[np.ndarray, ...],
+                         threshold: float | None = None, tta: bool | None = None,
+                         min_lesion_size: int | None = None, seconds: float = 0.0) -> Prediction:
+        """The :class:`Prediction` of ``scan`` from its :meth:`member_maps` (what :meth:`predict`
+        returns); ``tta`` is the setting the maps were made with, ``seconds`` the time they took."""
+        settings = self.defaults.override(threshold=threshold, tta=tta, min_lesion_size=min_lesion_size)
+        start = time.perf_counter()
+        probabilities, enhanced = self.combine(prepared, maps)
+        return Prediction.from_probabilities(probabilities, settings, scan.is_volume, enhanced=enhanced,
+                                             model_name=self.name, model_version=self.version,
+                                             seconds=seconds + time.perf_counter() - start, precision=self.precision)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A stack as network input: one :class:`Preprocessed` per distinct preprocessing of a
+    predictor's members, and its number of slices (see :meth:`Predictor.prepare`)."""
+
+    by_config: dict[PreprocessConfig, Preprocessed]
+    slices: int
 
 
 def network_probabilities(net: object, batch: np.ndarray, tta: bool, device: str,
