@@ -185,7 +185,7 @@ def test_threshold_slider_rederives_without_inference_and_keeps_edits(segmented,
     labels = viewer.layers["synthetic FLAIR slice lesions (Attention U-Net)"]
     seg = labels.metadata[RESULT_KEY]
     monkeypatch.setattr(_widget, "run_model", lambda *a, **k: pytest.fail("the network ran again"))
-    monkeypatch.setattr(Predictor, "probabilities", lambda *a, **k: pytest.fail("the network ran again"))
+    monkeypatch.setattr(Predictor, "member_maps", lambda *a, **k: pytest.fail("the network ran again"))
     labels.data[5:9, 5:9] = 1  # a manual edit far from any lesion (brush strokes change data in place)
     labels.refresh()
     widget.threshold.setValue(95)

@@ -57,13 +57,13 @@ def test_threshold_re_derives_the_mask_without_running_the_network_again(monkeyp
     dice_at_card = metric(at, "Dice")
     results = dict(at.session_state["results"])
     calls = {"n": 0}
-    real = Predictor.probabilities
+    real = Predictor.member_maps
 
     def counting(self, *args, **kwargs):  # noqa: ANN001 - a spy on the network
         calls["n"] += 1
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(Predictor, "probabilities", counting)
+    monkeypatch.setattr(Predictor, "member_maps", counting)
     at.slider(key="threshold_ensemble").set_value(0.95).run()
     assert calls["n"] == 0 and dict(at.session_state["results"]).keys() == results.keys()
     assert metric(at, "Dice") != dice_at_card  # the mask did change
