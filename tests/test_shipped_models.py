@@ -25,7 +25,9 @@ def test_weights_are_small_verified_and_documented(name: str) -> None:
     assert sha256_of(weights) == card.sha256
     assert "lower-grade glioma" in card.description
     validation = card.metrics["validation"]
-    assert validation["n_volumes"] >= 10 and 0 < validation["per_volume_dice_mean"] <= 1
+    assert validation["n_volumes"] >= 9 and 0 < validation["per_volume_dice_mean"] <= 1
+    report = card.metrics.get("report")  # patients no epoch or setting was chosen on, where the run kept some
+    assert report is None or (report["n_volumes"] >= 9 and 0 < report["per_volume_dice_mean"] <= 1)
     assert card.training["command"].startswith("python -m training train")
 
 
