@@ -33,6 +33,16 @@ def _patients(shared_data: Path, n: int = 2, per: int = 6) -> list:
     return picked
 
 
+def _copy(slices: list, folder: Path) -> Path:
+    """The slices (and their masks) in the per-patient images/ + masks/ layout under ``folder``."""
+    for s in slices:
+        for kind, path in (("images", s.image), ("masks", s.mask)):
+            target = folder / s.volume / kind / path.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
+    return folder
+
+
 def test_precision_auto_follows_the_cpu_flags_and_refuses_unknown_values(monkeypatch: pytest.MonkeyPatch) -> None:
     import metaseg_viewer.precision as precision
 
@@ -86,12 +96,7 @@ def test_robust_samples_are_shifted_raw_slices_preprocessed_again(shared_data: P
 
 def test_report_patients_are_kept_apart_and_scored_in_the_robustness_table(shared_data: Path, tmp_path: Path,
                                                                           capsys: pytest.CaptureFixture[str]) -> None:
-    data = tmp_path / "data"
-    for s in _patients(shared_data, n=4, per=2):
-        for kind, path in (("images", s.image), ("masks", s.mask)):
-            target = data / s.volume / kind / path.name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(path.read_bytes())
+    data = _copy(_patients(shared_data, n=4, per=2), tmp_path / "data")
     run = tmp_path / "run"
     args = ["train", "--data", str(data), "--out", str(run), "--arch", "attention-unet", "--model-params",
             json.dumps(TINY), "--epochs", "1", "--samples-per-epoch", "4", "--batch-size", "2", "--crop", "64",
@@ -154,12 +159,7 @@ def test_validation_under_a_shift_scores_both_and_selects_on_their_mean(shared_d
     with pytest.raises(ValueError, match="unknown condition"):
         shifted_set(data, "upside down", PreprocessConfig(size=256))
 
-    folder = tmp_path / "data"
-    for s in _patients(shared_data, n=2, per=2):
-        for kind, path in (("images", s.image), ("masks", s.mask)):
-            target = folder / s.volume / kind / path.name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(path.read_bytes())
+    folder = _copy(_patients(shared_data, n=2, per=2), tmp_path / "data")
     run = tmp_path / "run"
     assert main(["train", "--data", str(folder), "--out", str(run), "--arch", "attention-unet", "--model-params",
                  json.dumps(TINY), "--epochs", "2", "--samples-per-epoch", "4", "--batch-size", "2", "--crop", "64",
