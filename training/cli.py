@@ -14,6 +14,7 @@ from metaseg_viewer.precision import PRECISIONS
 from metaseg_viewer.registry import DEFAULT_MODEL, MODEL_NAMES, SINGLE_MODELS
 from training.config import TrainConfig, TrainingError
 from training.data import LayoutError, read_report, read_split
+from training.purposes import PURPOSES
 
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
@@ -69,6 +70,8 @@ def _other_parsers(sub: argparse._SubParsersAction) -> None:
     ex.add_argument("--name", required=True, choices=list(SINGLE_MODELS))
     ex.add_argument("--to", type=Path, default=Path("src/metaseg_viewer/weights"))
     ex.add_argument("--data", default=None, help="default: the run's data folder")
+    ex.add_argument("--purpose", default="lgg-flair", choices=sorted(PURPOSES),
+                    help="what the model is for (sequence, target, data set, licence), written into its card")
     en = sub.add_parser("export-ensemble", help="tune the ensemble of shipped models and write its card")
     en.add_argument("--split", type=Path, required=True, help="split.json shared by the members' runs")
     en.add_argument("--data", required=True)
@@ -160,7 +163,7 @@ def _run(args: argparse.Namespace, command: str) -> int:
     if args.command == "export":
         from training.export import export_run
 
-        card = export_run(args.run, args.name, args.to, args.data, command)
+        card = export_run(args.run, args.name, args.to, args.data, command, args.purpose)
         print(json.dumps(card.to_dict()["metrics"], indent=2))
         return 0
     if args.command == "export-ensemble":

@@ -15,13 +15,10 @@ from metaseg_viewer.errors import CheckpointError
 from metaseg_viewer.config import InferenceConfig
 from metaseg_viewer.inference import Predictor, default_device
 from metaseg_viewer.registry import SINGLE_MODELS, EnsembleCard, write_ensemble_card
+from metaseg_viewer.sequences import sequence_label
 from training.data import LayoutError, find_slices, read_report, read_split
 from training.evaluate import predict_folder, score, tune
-
-
-#: The training data's terms, which the weights inherit (written into every exported card).
-DATA_LICENCE = ("LGG segmentation data set of Buda et al. 2019 (TCGA-LGG via TCIA): CC BY-NC-SA 4.0. The weights "
-                "are derived from it: cite Buda et al. 2019 and TCIA, no commercial use, share derivatives alike.")
+from training.purposes import PURPOSES
 
 
 def _validation_slices(data: str, split_file: Path, group: str = "validation"):
@@ -43,9 +40,12 @@ def _report(predictor: Predictor, settings: dict, data: str, split_file: Path) -
                        "note": "patients on which no epoch, threshold or size was chosen (not optimistic)"}}
 
 
-def export_run(run: Path, name: str, to: Path, data: str | None = None, command: str = "") -> ModelCard:
+def export_run(run: Path, name: str, to: Path, data: str | None = None, command: str = "",
+               purpose: str = "lgg-flair") -> ModelCard:
     """Tune threshold/TTA/min size of ``run``'s best checkpoint on its validation patients and
-    write ``<to>/<file>.safetensors`` + card under the registry name ``name``."""
+    write ``<to>/<file>.safetensors`` + card under the registry name ``name``; ``purpose`` (a key
+    of :data:`PURPOSES`) says what the model is for."""
+    what = PURPOSES[purpose]
     net, card = load_checkpoint(run / "best.safetensors", default_device())
     config = json.loads((run / "config.json").read_text())
     slices, val = _validation_slices(data or config["data"], run / "split.json")
@@ -59,10 +59,12 @@ def export_run(run: Path, name: str, to: Path, data: str | None = None, command:
         **_report(predictor, settings, data or config["data"], run / "split.json"),
         "measured_with": command,
     }
-    training = {**card.training, "run": str(run), "data_licence": DATA_LICENCE}
+    training = {**card.training, "run": str(run), "data_licence": what.licence}
+    description = (f"{card.model.arch} trained to segment {what.target} on {' / '.join(what.planes)} "
+                   f"{sequence_label(what.sequence)} slices ({what.dataset}).")
     final = ModelCard(
         name=name, model=card.model, preprocess=card.preprocess, inference=InferenceConfig(**settings),
-        description=card.description, training=training, metrics=metrics,
+        description=description, training=training, metrics=metrics, purpose=what,
     )
     stem = SINGLE_MODELS.get(name, name + ".json").removesuffix(".json")
     return save_checkpoint(net.cpu(), final, to / f"{stem}.safetensors")

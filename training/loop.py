@@ -133,18 +133,16 @@ class _Run:
         """A checkpoint's card; a fine-tuned model's minutes include its starting model's."""
         cfg, init = self.cfg, self.init
         started_from = {} if init is None else {"started_from": {
-            "checkpoint": cfg.init, "sha256": init.sha256, "command": init.training.get("command"),
+            "checkpoint": cfg.init, "sha256": init.sha256, "data": init.training.get("data"),
+            "command": init.training.get("command"),
             "minutes": init.training.get("minutes", 0.0)}}
         minutes += 0.0 if init is None else float(init.training.get("minutes", 0.0))
         return ModelCard(
             name=name,
             model=ModelConfig(cfg.arch, cfg.model_params),
             preprocess=self.preprocess,
-            description=(
-                f"{cfg.arch} trained to segment FLAIR abnormality of lower-grade glioma on axial FLAIR "
-                "slices (LGG data set of Buda et al. 2019, TCGA-LGG). Not trained or validated on "
-                "metastases or any other lesion type."
-            ),
+            description=(f"{cfg.arch} trained on {cfg.data} (a training checkpoint: `python -m training export "
+                         "--purpose` writes what it is for, its sequence and target, into the shipped card)."),
             training={
                 "data": cfg.data,
                 "train_patients": len(self.train_vols),

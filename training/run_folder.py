@@ -32,7 +32,7 @@ def check_run_folder(out: Path, resume: bool) -> None:
 def choose_split(cfg: TrainConfig, volumes: list[str], resume: bool,
                  init_card: ModelCard | None) -> tuple[list[str], list[str]]:
     """(train, validation) patients: the saved split on resume, never a new one; the starting
-    model's validation patients when fine-tuning; otherwise a new seeded split of ``volumes``."""
+    model's validation patients when fine-tuning on its data set; otherwise a new seeded split of ``volumes``."""
     available = set(volumes)
     if resume:
         path = Path(cfg.out) / "split.json"
@@ -41,7 +41,7 @@ def choose_split(cfg: TrainConfig, volumes: list[str], resume: bool,
         if missing:
             raise LayoutError(f"patients of {path} are missing from the data folder: {missing[:5]}")
         return train, val
-    if init_card is not None:
+    if init_card is not None and not _other_data_set(init_card, available):
         val = sorted(init_card.training.get("validation_patients", []))
         train = sorted(available - set(val))
         if not val or not train:
@@ -51,6 +51,14 @@ def choose_split(cfg: TrainConfig, volumes: list[str], resume: bool,
             raise TrainingSettingsError(f"validation patients of {cfg.init} are missing from {cfg.data}: {sorted(missing)[:5]}")
         return train, val
     return split_volumes(volumes, cfg.val_fraction, cfg.seed)
+
+
+def _other_data_set(init_card: ModelCard, available: set[str]) -> bool:
+    """True when the starting model was trained on another data set (e.g. a FLAIR model starting a
+    T1c run): none of its validation patients exist here, so none of this data was seen and a new
+    split is drawn. A partial overlap stays an error (the wrong folder, or a damaged copy)."""
+    val = set(init_card.training.get("validation_patients", []))
+    return bool(val) and not (val & available)
 
 
 def split_report(cfg: TrainConfig, val: list[str], resume: bool) -> tuple[list[str], list[str]]:

@@ -18,6 +18,7 @@ from typing import Any
 
 from metaseg_viewer.config import InferenceConfig, ModelConfig, PreprocessConfig
 from metaseg_viewer.errors import CheckpointError
+from metaseg_viewer.sequences import ModelPurpose
 
 CARD_FORMAT = 1
 
@@ -25,7 +26,9 @@ CARD_FORMAT = 1
 @dataclass(frozen=True)
 class ModelCard:
     """The JSON document beside a weights file. ``training`` and ``metrics`` are free-form dicts
-    (data set, validation patients, command, minutes, hardware; metric name → value)."""
+    (data set, validation patients, command, minutes, hardware; metric name → value).
+    ``purpose`` says what the model is for (sequence, target, planes, data set, licence); a
+    checkpoint without one is of an unknown sequence, and the apps say so."""
 
     name: str
     model: ModelConfig
@@ -36,12 +39,18 @@ class ModelCard:
     metrics: dict[str, Any] = field(default_factory=dict)
     sha256: str = ""
     weights_file: str = ""
+    purpose: ModelPurpose | None = None
+
+    @property
+    def sequence(self) -> str | None:
+        return None if self.purpose is None else self.purpose.sequence
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "card_format": CARD_FORMAT,
             "name": self.name,
             "description": self.description,
+            **({} if self.purpose is None else {"purpose": self.purpose.to_dict()}),
             "model": self.model.to_dict(),
             "preprocess": self.preprocess.to_dict(),
             "inference": self.inference.to_dict(),
@@ -72,6 +81,7 @@ class ModelCard:
             metrics=dict(data.get("metrics", {})),
             sha256=str(data["sha256"]),
             weights_file=str(data["weights_file"]),
+            purpose=None if data.get("purpose") is None else ModelPurpose.from_dict(data["purpose"]),
         )
 
 

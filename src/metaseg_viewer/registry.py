@@ -1,8 +1,10 @@
-"""The shipped models, found by name inside the installed package (offline).
+"""The shipped models, found by name inside the installed package (offline), grouped by the MRI
+sequence they were trained for.
 
-``unetpp`` and ``attention-unet`` are single networks (``weights/<file>.safetensors`` + card);
-``ensemble`` averages their probabilities, with its own validated inference settings in
-``weights/ensemble.json``. Anything else given as a model is a path to a checkpoint.
+Single networks are ``weights/<file>.safetensors`` + card; an ensemble averages its members'
+probabilities, with its own validated inference settings in its card. Each sequence has a family
+of models, its default first (:data:`FAMILIES`); a card's ``purpose`` names the same sequence (a
+test holds the two together). Anything else given as a model is a path to a checkpoint.
 """
 
 from __future__ import annotations
@@ -17,14 +19,54 @@ from metaseg_viewer.checkpoints import CARD_FORMAT, ModelCard, read_card
 from metaseg_viewer.config import InferenceConfig
 from metaseg_viewer.errors import CheckpointError
 
-#: Shipped single networks: registry name → card file in :func:`weights_dir`. Their order is the
-#: order apps list and compare them in.
-SINGLE_MODELS: dict[str, str] = {"unetpp": "unetpp.json", "attention-unet": "attention_unet.json"}
+#: Shipped single networks: registry name → card file in :func:`weights_dir`.
+SINGLE_MODELS: dict[str, str] = {"unetpp": "unetpp.json", "attention-unet": "attention_unet.json",
+                                 "t1c-attention-unet": "t1c_attention_unet.json"}
+#: Shipped ensembles: registry name → ensemble card file in :func:`weights_dir`.
+ENSEMBLE_MODELS: dict[str, str] = {"ensemble": "ensemble.json"}
 ENSEMBLE_NAME = "ensemble"
-MODEL_NAMES: tuple[str, ...] = (*SINGLE_MODELS, ENSEMBLE_NAME)
-DEFAULT_MODEL = ENSEMBLE_NAME
+#: Each sequence's shipped models, its default first; apps list and compare them in this order.
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "flair": ("ensemble", "unetpp", "attention-unet"),
+    "t1c": ("t1c-attention-unet",),
+}
+MODEL_NAMES: tuple[str, ...] = tuple(name for family in FAMILIES.values() for name in family)
+DEFAULT_SEQUENCE = "flair"
+DEFAULT_MODEL = FAMILIES[DEFAULT_SEQUENCE][0]
 #: What the apps show for each shipped model (menus, layer names, captions), in menu order.
-MODEL_LABELS: dict[str, str] = {ENSEMBLE_NAME: "Ensemble", "unetpp": "U-Net++", "attention-unet": "Attention U-Net"}
+MODEL_LABELS: dict[str, str] = {"ensemble": "Ensemble (FLAIR)", "unetpp": "U-Net++ (FLAIR)",
+                                "attention-unet": "Attention U-Net (FLAIR)",
+                                "t1c-attention-unet": "Attention U-Net (T1c)"}
+
+
+def family_default(sequence: str) -> str:
+    """The default shipped model of ``sequence`` (``flair`` or ``t1c``)."""
+    try:
+        return FAMILIES[sequence][0]
+    except KeyError:
+        raise CheckpointError(f"no shipped models for sequence {sequence!r}; sequences: {list(FAMILIES)}") from None
+
+
+def family_networks(sequence: str) -> tuple[str, ...]:
+    """The single networks of a sequence's family (what "Compare" runs side by side)."""
+    return tuple(name for name in FAMILIES.get(sequence, ()) if name in SINGLE_MODELS)
+
+
+def model_sequence(model: str | Path) -> str | None:
+    """The sequence a model was trained for: from :data:`FAMILIES` for a shipped name, from the
+    card's ``purpose`` for a checkpoint path (``None`` when its card does not say or is unreadable;
+    loading the model reports an unreadable card)."""
+    key = str(model)
+    for sequence, names in FAMILIES.items():
+        if key in names:
+            return sequence
+    try:
+        resolved = resolve_model(key)
+        paths = resolved.members if isinstance(resolved, EnsembleCard) else resolved
+        sequences = {read_card(p).sequence for p in paths}
+    except (CheckpointError, OSError, ValueError):
+        return None
+    return sequences.pop() if len(sequences) == 1 else None
 
 
 #: sha256 of each shipped weights file, recorded in the code. The card beside a weights file
@@ -33,6 +75,7 @@ MODEL_LABELS: dict[str, str] = {ENSEMBLE_NAME: "Ensemble", "unetpp": "U-Net++", 
 SHIPPED_SHA256: dict[str, str] = {
     "unetpp.safetensors": "210841cd475ec06ba8d9609d0e4a601bd7a747bb89832905b9e7c704feb5d38c",
     "attention_unet.safetensors": "26bdf7681a46fbb48a82a1da04cd53c171b76d7be2b02e9db0d4d287f743dc08",
+    "t1c_attention_unet.safetensors": "26bdf7681a46fbb48a82a1da04cd53c171b76d7be2b02e9db0d4d287f743dc08",
 }
 
 
@@ -138,8 +181,8 @@ def resolve_model(name_or_path: str | Path) -> tuple[Path, ...] | EnsembleCard:
     key = str(name_or_path)
     if key in SINGLE_MODELS:
         return (weights_dir() / SINGLE_MODELS[key],)
-    if key == ENSEMBLE_NAME:
-        return read_ensemble_card(weights_dir() / "ensemble.json")
+    if key in ENSEMBLE_MODELS:
+        return read_ensemble_card(weights_dir() / ENSEMBLE_MODELS[key])
     path = Path(name_or_path)
     if path.suffix == ".json" and path.is_file() and _is_ensemble_card(path):
         return read_ensemble_card(path)
@@ -166,6 +209,8 @@ def describe_card(name: str, card: ModelCard) -> dict[str, Any]:
     return {
         "name": name,
         "label": model_label(name),
+        "sequence": card.sequence,
+        "purpose": None if card.purpose is None else card.purpose.to_dict(),
         "architecture": card.model.arch,
         "description": card.description,
         "sha256": card.sha256,
@@ -175,20 +220,38 @@ def describe_card(name: str, card: ModelCard) -> dict[str, Any]:
     }
 
 
-def describe_models() -> list[dict[str, Any]]:
-    """One row per shipped model (see :func:`describe_card`); the ensemble's preprocessing is
-    its first member's (every member preprocesses alike in the shipped models)."""
-    rows = [describe_card(name, read_card(weights_dir() / card_file)) for name, card_file in SINGLE_MODELS.items()]
-    ens = read_ensemble_card(weights_dir() / "ensemble.json")
+def describe_ensemble(name: str, ens: EnsembleCard) -> dict[str, Any]:
+    """The listing row of an ensemble; its purpose and preprocessing are its first member's
+    (members of one ensemble read the same sequence and preprocess alike)."""
     members = [read_card(m) for m in ens.members]
-    rows.append({
-        "name": ENSEMBLE_NAME,
-        "label": model_label(ENSEMBLE_NAME),
+    return {
+        "name": name,
+        "label": model_label(name),
+        "sequence": members[0].sequence,
+        "purpose": None if members[0].purpose is None else members[0].purpose.to_dict(),
         "architecture": "mean of " + " + ".join(card.model.arch for card in members),
         "description": ens.description,
         "sha256": "+".join(card.sha256[:12] for card in members),
         "inference": ens.inference.to_dict(),
         "preprocess": members[0].preprocess.to_dict(),
         "metrics": ens.metrics,
-    })
+    }
+
+
+def describe_models() -> list[dict[str, Any]]:
+    """One row per shipped model (see :func:`describe_card`), family by family, defaults first."""
+    rows = []
+    for name in MODEL_NAMES:
+        if name in ENSEMBLE_MODELS:
+            rows.append(describe_ensemble(name, read_ensemble_card(weights_dir() / ENSEMBLE_MODELS[name])))
+        else:
+            rows.append(describe_card(name, read_card(weights_dir() / SINGLE_MODELS[name])))
     return rows
+
+
+def group_by_sequence(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Model names per sequence (``unknown`` for checkpoints whose card does not say), in order."""
+    groups: dict[str, list[str]] = {}
+    for row in rows:
+        groups.setdefault(row.get("sequence") or "unknown", []).append(row["name"])
+    return groups

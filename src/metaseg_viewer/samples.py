@@ -1,9 +1,12 @@
-"""Synthetic FLAIR-like brain slices and volumes with an exact lesion mask.
+"""Synthetic FLAIR-like and T1c-like brain slices and volumes with an exact lesion mask.
 
 Why: demos, docs and tests need brain-looking data with known ground truth and no download. The
 pictures imitate the 256x256 8-bit axial FLAIR slices of the LGG data set (Buda et al., 2019):
 black background, bright scalp, dark skull and CSF rim, mid-gray brain with sulci, two dark
-ventricles, bright irregular lesions. They are not anatomy: never use them to measure a model.
+ventricles, bright irregular lesions. ``sequence="t1c"`` draws the same head with lesions as a
+contrast-enhanced T1 shows a tumour: a bright enhancing rim around a dark necrotic core (small
+lesions enhance throughout), the mask covering rim and core. They are not anatomy: never use
+them to measure a model.
 
 Conventions:
 
@@ -104,35 +107,41 @@ def default_lesions(size: int = 256) -> tuple[float, ...]:
     return tuple(max(1.0, round(r * size / 256, 2)) for r in (18.0, 6.0, 2.0))
 
 
-def make_slice(size: int = 256, lesions: LesionsArg = None, seed: int = 0) -> Sample:
-    """A ``size`` x ``size`` FLAIR-like axial slice at the level of the ventricles.
+def make_slice(size: int = 256, lesions: LesionsArg = None, seed: int = 0, sequence: str = "flair") -> Sample:
+    """A ``size`` x ``size`` FLAIR-like (or, ``sequence="t1c"``, T1c-like) axial slice at the level
+    of the ventricles.
 
     ``lesions``: radii in pixels and/or :class:`LesionSpec` (None: :func:`default_lesions`; ``()``:
     none). Raises :class:`InputError` (a ValueError) for bad arguments or lesions that do not fit.
     """
-    return _make(size, 1, lesions, seed, volume=False)
+    return _make(size, 1, lesions, seed, volume=False, sequence=sequence)
 
 
 def make_volume(n_slices: int = 16, size: int = 256, lesions: LesionsArg = None,
-                seed: int = 0) -> Sample:
+                seed: int = 0, sequence: str = "flair") -> Sample:
     """``n_slices`` axial slices 3 mm apart; the head narrows toward the first and last slice.
 
     Lesions are perturbed ellipsoids ``2 * depth`` slices tall (by default their radius in mm over
     3 mm, clipped to 1.5 .. ``n_slices / 4``): small ones cover 3 slices and, with the default
     lesions, some slices have none. Arguments and errors as :func:`make_slice`.
     """
-    return _make(size, _check_int("n_slices", n_slices, 1, MAX_SLICES), lesions, seed, volume=True)
+    return _make(size, _check_int("n_slices", n_slices, 1, MAX_SLICES), lesions, seed, volume=True, sequence=sequence)
 
 
-def _make(size: int, n: int, lesions: LesionsArg, seed: int, volume: bool) -> Sample:
+SEQUENCES = ("flair", "t1c")  # the looks a sample can have
+
+
+def _make(size: int, n: int, lesions: LesionsArg, seed: int, volume: bool, sequence: str) -> Sample:
     size = _check_int("size", size, MIN_SIZE, MAX_SIZE)
+    if sequence not in SEQUENCES:
+        raise InputError(f"sample sequence must be one of {', '.join(SEQUENCES)}, got {sequence!r}")
     specs = _lesion_specs(lesions, size)
-    image, mask, placed = _render(size, n, specs, _check_int("seed", seed, 0, 2**63 - 1), volume)
+    image, mask, placed = _render(size, n, specs, _check_int("seed", seed, 0, 2**63 - 1), volume, sequence)
     dx = FOV_MM / size
     spacing = (SLICE_MM, dx, dx) if volume else (dx, dx)
     if not volume:
         image, mask = image[0], mask[0]
-    what = f"synthetic FLAIR {'volume' if volume else 'slice'} {'x'.join(map(str, image.shape))}"
+    what = f"synthetic {'T1c' if sequence == 't1c' else 'FLAIR'} {'volume' if volume else 'slice'} {'x'.join(map(str, image.shape))}"
     radii = ", ".join(f"{p.radius:g}" for p in placed)
     lesion_text = f"{len(placed)} lesion(s) of radius {radii} px" if placed else "no lesion"
     return Sample(image, mask, spacing, f"{what}, seed {seed}, {lesion_text}", placed)
@@ -375,8 +384,8 @@ def _outline(blob: _Blob, z: int, size: int) -> tuple[slice, slice, np.ndarray] 
     return slice(r0, r1), slice(c0, c1), box
 
 
-def _render(size: int, n: int, specs: tuple[LesionSpec, ...], seed: int,
-            volume: bool) -> tuple[np.ndarray, np.ndarray, tuple[LesionSpec, ...]]:
+def _render(size: int, n: int, specs: tuple[LesionSpec, ...], seed: int, volume: bool,
+            sequence: str = "flair") -> tuple[np.ndarray, np.ndarray, tuple[LesionSpec, ...]]:
     """``(Z, H, W)`` uint8 image and bool mask, and the lesions as placed."""
     rng = np.random.default_rng(seed)
     fr = _frame(rng, size)
@@ -403,7 +412,12 @@ def _render(size: int, n: int, specs: tuple[LesionSpec, ...], seed: int,
         if mask[z].any():
             grain = 11 * _smooth_noise(rng, (size, size), max(2 * size / 256, 1))
             texture = np.clip(level[z] + grain, 165, 235)
-            rise = np.clip(0.35 + 0.2 * _distance(mask[z]), 0.55, 1)  # brightest a few px inside
+            inside = _distance(mask[z])
+            rise = np.clip(0.35 + 0.2 * inside, 0.55, 1)  # brightest a few px inside
+            if sequence == "t1c":  # enhancing rim, dark necrotic core deeper than the rim
+                core = inside > max(2.0, 4.0 * size / 256)
+                texture = np.where(core, np.clip(40 + 0.5 * grain, 25, 60), texture)
+                rise = np.where(core, 1.0, rise)
             img = np.where(mask[z], img + rise * (texture - img), img)
         img = cv2.GaussianBlur(img * fr.bias, (3, 3), 0.5)  # partial-volume softening of edges
         re = img + _NOISE * rng.standard_normal(img.shape, dtype=np.float32)

@@ -321,6 +321,7 @@ def _to_scan(frames: list[_Frame], datasets: list[Dataset], label: str, color: C
     first = datasets[0]
     metadata = {key: str(first.get(keyword, "")) for key, keyword in (
         ("modality", "Modality"), ("series_description", "SeriesDescription"),
+        ("protocol_name", "ProtocolName"), ("contrast_agent", "ContrastBolusAgent"),
         ("series_uid", "SeriesInstanceUID"))}
     return Scan(pixels=np.ascontiguousarray(stack), spacing=spacing, affine=affine,
                 is_volume=True, source=label, description=", ".join(notes), metadata=metadata)
