@@ -26,10 +26,13 @@ from server.shutdown import stop_on_signal
 
 log = logging.getLogger("metaseg.server")
 
-DESCRIPTION = """Segments **FLAIR abnormality of lower-grade glioma** on brain MRI (PNG, JPEG, TIFF,
-DICOM, NIfTI) with the MetaSeg Viewer models: a U-Net++, an Attention U-Net and their ensemble,
-trained and validated on the LGG FLAIR data set of Buda et al. (TCGA-LGG). Not trained on
-metastases or other lesions. Research use only, not a medical device.
+DESCRIPTION = """Segments lesions on brain MRI (PNG, JPEG, TIFF, DICOM, NIfTI) with the MetaSeg Viewer
+models, each trained for one MRI sequence: **FLAIR abnormality of lower-grade glioma** (a U-Net++,
+an Attention U-Net and their ensemble, trained and validated on the LGG FLAIR data set of Buda et
+al., TCGA-LGG) and a contrast-enhanced T1 (T1c) model; `GET /models/by-sequence` and `GET /models`
+say what each was trained for. The model is the request's `model` or `sequence`, else the one for
+the sequence the upload names, else the server's default; every answer says which and why. Not
+trained on metastases. Research use only, not a medical device.
 
 With an API key configured, send it as `X-API-Key`. Every answer carries an `X-Request-ID`."""
 
@@ -99,8 +102,9 @@ def create_app(settings: ServerSettings | None = None, engine: Engine | None = N
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["X-API-Key", "X-Request-ID", "Content-Type"],
-                           expose_headers=["X-Request-ID", "X-Model", "X-Model-Version", "X-Precision", "X-Lesion-Count",
-                                           "X-Inference-Ms", "X-Warnings", "Retry-After", "Content-Disposition"])
+                           expose_headers=["X-Request-ID", "X-Model", "X-Model-Version", "X-Sequence", "X-Precision",
+                                           "X-Lesion-Count", "X-Inference-Ms", "X-Warnings", "Retry-After",
+                                           "Content-Disposition"])
     app.add_middleware(RequestLogMiddleware)
     return app
 

@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--model", help="default model for requests that name none (env METASEG_DEFAULT_MODEL)")
+    parser.add_argument("--model", help="default model for requests that name no model or sequence and whose upload "
+                                        "names no sequence of a loaded model (env METASEG_DEFAULT_MODEL)")
     parser.add_argument("--models", nargs="+", help="models to load (env METASEG_MODELS; default: all shipped)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"],

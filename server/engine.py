@@ -19,11 +19,13 @@ from metaseg_viewer.evaluation import read_true_mask, score_against
 from metaseg_viewer.inference import Predictor
 from metaseg_viewer.io import read_scan
 from metaseg_viewer.errors import InputError, TooLargeError
-from metaseg_viewer.registry import describe_card, describe_models
+from metaseg_viewer.model_choice import ModelChoice, ModelChoiceError, choose_model
+from metaseg_viewer.registry import describe_card, describe_models, group_by_sequence
 from metaseg_viewer.encoding import encode_probabilities, rle_encode
 from metaseg_viewer.prediction import Prediction
 from metaseg_viewer.scan import Scan
 from metaseg_viewer.segment import deidentified_stem, lesion_rows, mask_file, mask_suffix, output_stem
+from metaseg_viewer.sequences import MODEL_SEQUENCES, SequenceHint, sequence_hint, sequence_label
 from server.jobs import check_cancel
 from server.kept_uploads import UploadArchive
 from server.merged import MergedCall, Prepared, Share
@@ -33,33 +35,37 @@ MaskFormat = Literal["auto", "png", "nifti", "json"]
 
 
 class OptionError(InputError):
-    """A request option the server cannot honour (unknown model, format=png for a volume, too many files)."""
+    """A request option the server cannot honour (unknown model or sequence, a model and a sequence
+    that contradict, format=png for a volume, too many files)."""
 
 
 @dataclass(frozen=True)
 class Options:
-    """Per-request settings: the loaded model the request named (resolved once, by
-    :meth:`Engine.predictor`) and overrides of its card, where ``None`` keeps the card's value."""
+    """Per-request settings: the model or sequence the request named (``None``: chosen per upload
+    by :meth:`Engine.choose`) and overrides of the card, where ``None`` keeps the card's value."""
 
-    predictor: Predictor
+    model: str | None = None
+    sequence: str | None = None
     threshold: float | None = None
     tta: bool | None = None
     min_lesion_size: int | None = None
 
-    @property
-    def tta_on(self) -> bool:
-        """Whether this request runs with flip TTA (the card's setting unless overridden)."""
-        return self.predictor.defaults.override(tta=self.tta).tta
+    def tta_on(self, predictor: Predictor) -> bool:
+        """Whether ``predictor`` runs with flip TTA for this request (its card's setting unless overridden)."""
+        return predictor.defaults.override(tta=self.tta).tta
 
 
 @dataclass(frozen=True)
 class Upload:
-    """A decoded upload: its name (for messages and output names only), scan, and the mask
-    format it was checked for; ``read_ms`` is the decoding time. ``prepared``: its network input,
-    when it is to share a merged network call (see :meth:`Engine.read`)."""
+    """A decoded upload: its name (for messages and output names only), scan, the model chosen
+    for it (``choice``, with why, and the loaded ``predictor``), and the mask format it was checked
+    for; ``read_ms`` is the decoding time. ``prepared``: its network input, when it is to share a
+    merged network call (see :meth:`Engine.read`)."""
 
     name: str
     scan: Scan
+    choice: ModelChoice
+    predictor: Predictor
     mask_format: MaskFormat = "json"
     read_ms: float = 0.0
     prepared: Prepared | None = None
@@ -76,18 +82,22 @@ class SegmentedUpload:
 
     @property
     def warnings(self) -> list[str]:
-        """What the user must know about this result: the reader's warnings (Scan.warnings)."""
-        return list(self.upload.scan.warnings)
+        """What the user must know about this result: the reader's warnings (Scan.warnings) and a
+        visible mismatch between the model's sequence and the one the upload names."""
+        return [*self.upload.scan.warnings, *self.upload.choice.warnings]
 
     def summary(self, with_mask: bool = True, with_probabilities: bool = False) -> dict[str, Any]:
-        """The JSON answer: model, size, settings, lesion table, warnings, RLE mask, timings (and,
-        when asked, the 8-bit probability map, so a client can re-threshold without the server)."""
+        """The JSON answer: model (and why it was chosen), size, settings, lesion table, warnings,
+        RLE mask, timings (and, when asked, the 8-bit probability map, so a client can re-threshold
+        without the server)."""
         scan, pred = self.upload.scan, self.prediction
         rows = lesion_rows(scan, pred.mask, pred.probabilities)
         result = {
             "file": self.upload.name,
             "model": pred.model_name,
             "model_version": pred.model_version,
+            "sequence": self.upload.choice.sequence,
+            "choice": self.upload.choice.to_dict(),
             "precision": pred.precision,
             "shape": list(scan.shape),
             "is_volume": scan.is_volume,
@@ -144,23 +154,62 @@ class Engine:
             raise OptionError(f"unknown model {name!r}; this server has loaded: {', '.join(self.predictors)}")
         return self.predictors[name]
 
+    def choose(self, options: Options, file_name: str = "", scan: Scan | None = None) -> tuple[ModelChoice, Predictor]:
+        """The model that segments an upload, and why: the request's ``model`` or ``sequence``, else
+        the sequence the upload names (file name, DICOM tags), else the server's default — the core's
+        :func:`choose_model` among the loaded models. Without ``scan``, it checks the request's
+        options before any upload is read (the routes call it so, for an early 422)."""
+        if options.model is not None:
+            self.predictor(options.model)  # only a loaded name reaches the registry (never a client's path)
+        hint = SequenceHint(None, "") if scan is None else sequence_hint(file_name, scan.metadata)
+        try:
+            choice = choose_model(hint, options.model, options.sequence, available=list(self.predictors),
+                                  default=self.settings.default_model)
+        except ModelChoiceError as exc:
+            raise OptionError(str(exc)) from None
+        return choice, self.predictor(choice.model)
+
     def models(self) -> list[dict[str, Any]]:
-        """What /models lists: each loaded model's card summary, which one is the default."""
+        """What /models lists: each loaded model's card summary (with the sequence it was trained
+        for and its purpose), which one is the default, and whether it is the one a request that
+        names only its sequence gets (``sequence_default``)."""
         shipped = {row["name"]: row for row in describe_models()}
         rows = []
         for name, predictor in self.predictors.items():
             row = shipped.get(name) or describe_card(name, predictor.members[0][1])
             rows.append({**row, "version": predictor.version, "default": name == self.settings.default_model})
-        return rows
+        defaults = self._sequence_defaults()
+        return [{**row, "sequence_default": defaults.get(row["sequence"]) == row["name"]} for row in rows]
 
-    def read(self, data: bytes, file_name: str, mask_format: MaskFormat = "json",
-             merging: Options | None = None) -> Upload:
-        """Decode an upload; a ``mask_format`` the input cannot have is refused here, before any
-        queueing. Only an accepted upload is kept (``save_uploads_dir``). With ``merging``, the
-        options of a request that may share a network call, a lone 2-D slice is also prepared for
-        the call (while merging is on: ``max_batch_slices`` over 1), in the same thread hand-off."""
+    def sequences(self) -> dict[str, dict[str, Any]]:
+        """What /models/by-sequence lists: per sequence, its label, the loaded models trained for it
+        and the one ``sequence=`` picks (``None`` where no shipped model of it is loaded)."""
+        rows = self.models()
+        defaults = self._sequence_defaults()
+        return {sequence: {"label": sequence_label(None if sequence == "unknown" else sequence),
+                           "default": defaults.get(sequence), "models": names}
+                for sequence, names in group_by_sequence(rows).items()}
+
+    def _sequence_defaults(self) -> dict[str, str]:
+        """Sequence → the loaded model that ``sequence=`` picks (:meth:`choose`, so both agree)."""
+        defaults = {}
+        for sequence in MODEL_SEQUENCES:
+            try:
+                defaults[sequence] = self.choose(Options(sequence=sequence))[0].model
+            except OptionError:  # no shipped model of this sequence is loaded here
+                pass
+        return defaults
+
+    def read(self, data: bytes, file_name: str, options: Options, mask_format: MaskFormat = "json",
+             merge: bool = False) -> Upload:
+        """Decode an upload and choose its model (:meth:`choose`); a ``mask_format`` the input cannot
+        have is refused here, before any queueing. Only an accepted upload is kept
+        (``save_uploads_dir``). With ``merge`` (a request that may share a network call), a lone
+        2-D slice is also prepared for the call (while merging is on: ``max_batch_slices`` over 1),
+        in the same thread hand-off."""
         start = time.perf_counter()
         scan = read_scan(data, name=file_name, limits=self.limits)
+        choice, predictor = self.choose(options, file_name, scan)
         if mask_format != "json":
             try:
                 mask_suffix(scan, mask_format)  # the core's rule
@@ -170,28 +219,31 @@ class Engine:
             self.archive.keep(data, file_name)
         read_ms = round((time.perf_counter() - start) * 1000, 1)
         prepared = None
-        if merging is not None and not scan.is_volume and scan.n_slices == 1 and self.settings.max_batch_slices > 1:
-            prepared = MergedCall(merging.predictor, merging.tta_on).prepare(scan.pixels)
-        return Upload(file_name, scan, mask_format, read_ms, prepared)
+        if merge and not scan.is_volume and scan.n_slices == 1 and self.settings.max_batch_slices > 1:
+            prepared = MergedCall(predictor, options.tta_on(predictor)).prepare(scan.pixels)
+        return Upload(file_name, scan, choice, predictor, mask_format, read_ms, prepared)
 
     def read_truth(self, mask: bytes, mask_name: str, scan: Scan) -> np.ndarray:
         """The true mask of ``scan`` for /evaluate (refused unless it has the scan's size)."""
         return read_true_mask(mask, scan.shape, name=mask_name, limits=self.limits)
 
     def cost(self, uploads: Sequence[Upload], options: Options) -> int:
-        """Network passes the request needs: slices x members x (2 with TTA); over the budget
-        (``max_request_cost``) it is refused (413) before any inference."""
-        predictor, tta = options.predictor, options.tta_on
-        per_slice = len(predictor.members) * (2 if tta else 1)
-        slices = sum(upload.scan.n_slices for upload in uploads)
+        """Network passes the request needs: slices x members x (2 with TTA), for each upload's
+        model; over the budget (``max_request_cost``) it is refused (413) before any inference."""
+        needs: dict[tuple[str, int, bool], int] = {}  # (model, members, tta) -> slices
+        for upload in uploads:
+            key = (upload.predictor.name, len(upload.predictor.members), options.tta_on(upload.predictor))
+            needs[key] = needs.get(key, 0) + upload.scan.n_slices
+        total = sum(slices * members * (2 if tta else 1) for (_, members, tta), slices in needs.items())
         budget = self.settings.max_request_cost
-        if slices * per_slice > budget:
+        if total > budget:
+            parts = " + ".join(f"{slices} slices x {members * (2 if tta else 1)} per slice: {members} model(s) of "
+                               f"{name!r}, test-time augmentation {'on' if tta else 'off'}"
+                               for (name, members, tta), slices in needs.items())
             raise TooLargeError(
-                f"this request needs {slices * per_slice} network passes ({slices} slices x {per_slice} per slice: "
-                f"{len(predictor.members)} model(s) of {predictor.name!r}, test-time augmentation "
-                f"{'on' if tta else 'off'}); this server accepts at most {budget} per request "
-                "(METASEG_MAX_REQUEST_COST). Accepted: fewer slices, tta=false or a single model")
-        return slices * per_slice
+                f"this request needs {total} network passes ({parts}); this server accepts at most {budget} per "
+                "request (METASEG_MAX_REQUEST_COST). Accepted: fewer slices, tta=false or a single model")
+        return total
 
     def segment(self, upload: Upload, options: Options, cancel: threading.Event | None = None,
                 share: Share | None = None) -> SegmentedUpload:
@@ -202,7 +254,7 @@ class Engine:
         start = time.perf_counter()
         check_cancel(cancel)
         if share is None:
-            prediction = options.predictor.predict(upload.scan, threshold=options.threshold, tta=options.tta,
+            prediction = upload.predictor.predict(upload.scan, threshold=options.threshold, tta=options.tta,
                                                    min_lesion_size=options.min_lesion_size,
                                                    progress=lambda done, total: check_cancel(cancel))
         else:

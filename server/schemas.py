@@ -34,9 +34,25 @@ class InferenceSettings(BaseModel):
     min_lesion_size: int
 
 
+class ModelChoiceInfo(BaseModel):
+    """Which model segmented the upload and why (``metaseg_viewer.model_choice.ModelChoice``)."""
+
+    model: str
+    sequence: str | None = Field(description="the MRI sequence the model was trained for (flair, t1c); null when its "
+                                             "card does not say")
+    reason: str = Field(description="why this model: the request's model or sequence, the sequence the upload names "
+                                    "(which words, from which DICOM tag or the file name), or the server's default")
+    warnings: list[str] = Field(description="a visible mismatch between the model's sequence and the upload's (also "
+                                            "in the result's warnings)")
+
+
 class PredictionResult(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "file": "TCGA_CS_4941_19960909_12.tif", "model": "ensemble", "model_version": "4d1f7c0e3a9b+b2c5e8a1f0d4",
+        "sequence": "flair",
+        "choice": {"model": "ensemble", "sequence": "flair", "warnings": [],
+                   "reason": "the default model (FLAIR): the input does not name its sequence (no DICOM description "
+                             "or file-name word such as 'flair', 't1c', 't1ce', 'post', 'gad')"},
         "precision": "bf16",
         "shape": [1, 256, 256], "is_volume": False, "spacing_mm": None,
         "input": "FLAIR channel (1 of 3) of an LGG kaggle_3m TIFF",
@@ -51,6 +67,8 @@ class PredictionResult(BaseModel):
     file: str
     model: str
     model_version: str = Field(description="sha256 prefix of each member's weights, joined by +")
+    sequence: str | None = Field(description="the MRI sequence the model was trained for (as choice.sequence)")
+    choice: ModelChoiceInfo
     precision: str = Field(description="floating-point precision the networks ran in: fp32 or bf16")
     shape: list[int] = Field(description="(slices, rows, columns) of the input as read")
     is_volume: bool
@@ -103,6 +121,11 @@ class EvaluationResult(BaseModel):
 class ModelInfo(BaseModel):
     name: str
     label: str = Field(description="what the apps show for this model")
+    sequence: str | None = Field(description="the MRI sequence it was trained for (flair, t1c); null when its card "
+                                             "does not say")
+    sequence_default: bool = Field(description="the model a request with only sequence= gets")
+    purpose: dict | None = Field(description="what it was trained for, from its card: sequence, target, planes, "
+                                             "dataset, licence")
     architecture: str
     description: str
     sha256: str
@@ -112,6 +135,13 @@ class ModelInfo(BaseModel):
     preprocess: dict = Field(description="the model card's preprocessing (PreprocessConfig), so a client can show "
                                          "the image the network sees")
     metrics: dict
+
+
+class SequenceModels(BaseModel):
+    label: str = Field(description="the sequence's name as the apps show it")
+    default: str | None = Field(description="the loaded model a request with only sequence= gets (null: none of "
+                                            "the shipped models for it is loaded; its models are checkpoints)")
+    models: list[str] = Field(description="the loaded models trained for it, in GET /models order")
 
 
 class Health(BaseModel):

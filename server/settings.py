@@ -23,7 +23,8 @@ class ServerSettings(BaseSettings):
 
     models: list[str] = Field(default_factory=lambda: list(MODEL_NAMES),
                               description="models loaded at start-up (shipped names or .safetensors paths)")
-    default_model: str | None = Field(None, description="model used when a request names none "
+    default_model: str | None = Field(None, description="model used when a request names no model or sequence "
+                                                        "and its upload names no sequence of a loaded model "
                                                         f"(default: {DEFAULT_MODEL} if loaded, else the first loaded)")
     device: str | None = Field(None, description="cpu, cuda or cuda:N (default: cuda when available)")
     precision: Literal["auto", "fp32", "bf16"] = Field(

@@ -1,9 +1,10 @@
 """MetaSeg Viewer in the browser: ``streamlit run streamlit_app/app.py`` (or ``metaseg-web``).
 
-The page adds UI only: reading, segmentation, thresholding, lesion tables, scores and pictures all
-come from the core library (or a MetaSeg server). Results are kept per file, model and TTA in
-the session, so changing the threshold, colours or slice never runs a network again, and going
-back to an earlier setting is instant.
+The page adds UI only: reading, the model choice (by the sequence the file names, or the user's),
+segmentation, thresholding, lesion tables, scores and pictures all come from the core library (or
+a MetaSeg server). Results are kept per file, model and TTA in the session, so changing the
+threshold, colours or slice never runs a network again, and going back to an earlier setting is
+instant.
 """
 
 from __future__ import annotations
@@ -17,18 +18,28 @@ from metaseg_viewer.errors import InputError
 from metaseg_viewer.evaluation import read_true_mask
 from metaseg_viewer.inference import Predictor
 from metaseg_viewer.io import ReadLimits
+from metaseg_viewer.model_choice import ModelChoice, ModelChoiceError, choose_model
 from metaseg_viewer.precision import PRECISIONS
 from metaseg_viewer.preprocessing import DISPLAY_PERCENTILES, window_to_uint8
-from metaseg_viewer.registry import DEFAULT_MODEL, MODEL_LABELS, SINGLE_MODELS, model_label
+from metaseg_viewer.registry import (
+    DEFAULT_MODEL,
+    FAMILIES,
+    MODEL_NAMES,
+    family_networks,
+    group_by_sequence,
+    model_label,
+)
 from metaseg_viewer.segment import lesion_rows
+from metaseg_viewer.sequences import sequence_hint, sequence_label
 from streamlit_app import views
 from streamlit_app.backends import BackendError, LocalBackend, RemoteBackend, Result
-from streamlit_app.cases import Case, cases_from_uploads, sample_case
+from streamlit_app.cases import SAMPLES, Case, cases_from_uploads, sample_case
 
-COMPARED = tuple(SINGLE_MODELS)  # the two networks the "Compare" tab runs
-HONESTY = ("Models trained and validated on axial FLAIR MRI of **lower-grade glioma** (LGG data set of Buda et "
-           "al. 2019, TCGA-LGG); they outline FLAIR abnormality. Not validated for metastases, other lesions, "
-           "sequences or scanners. Research use only — not a medical device.")
+AUTO = "auto"  # the "Sequence" and "Model" menus' entry for "let the input (or the family) decide"
+HONESTY = ("Each model outlines what its sequence shows: the FLAIR models the FLAIR abnormality of **lower-grade "
+           "glioma** (LGG data set of Buda et al. 2019, TCGA-LGG), the T1c model enhancing tumour on "
+           "contrast-enhanced T1. Not validated for metastases or other scanners. Research use only — not a "
+           "medical device.")
 KEPT_BYTES = 1 << 30  # probability maps kept per session (oldest dropped first)
 
 
@@ -37,7 +48,10 @@ def load_predictor(name: str, precision: str = "auto") -> Predictor:
     return Predictor.load(name, precision=precision)
 
 
-def sidebar() -> tuple[LocalBackend | RemoteBackend, str, dict]:
+def sidebar() -> tuple[LocalBackend | RemoteBackend, dict[str, dict], str | None, str | None, dict]:
+    """The backend, its models by name, the sequence and model asked for (``None``: automatic) and
+    the display settings, with ``settings["box"]``: the sidebar's place for the per-model settings,
+    drawn by :func:`model_settings` once the input has decided the model."""
     bar = st.sidebar
     bar.header("Segmentation")
     where = bar.radio("Run the network on", ["This computer", "A MetaSeg server"], key="where", persist_state="page",
@@ -59,35 +73,73 @@ def sidebar() -> tuple[LocalBackend | RemoteBackend, str, dict]:
         bar.error(str(exc))
         st.error(str(exc))
         st.stop()
-    known = list(MODEL_LABELS)  # shipped models first, in the core's menu order; a server's own checkpoints after
-    names = sorted(models, key=lambda n: known.index(n) if n in known else len(known))
-    if not names:
+    if not models:
         st.error(f"{backend.where} offers no model.")
         st.stop()
-    model = bar.selectbox("Model", names, index=names.index(DEFAULT_MODEL) if DEFAULT_MODEL in names else 0,
-                          format_func=model_label, key="model", persist_state="page")
-    card = models[model]["inference"]
-    figures = models[model].get("metrics", {}).get("validation", {})
-    if figures:
-        bar.caption(f"Validation ({figures.get('patients', '?')} LGG patients, optimistic): per-volume Dice {figures.get('per_volume_dice_mean', float('nan')):.3f}, "
-                    f"pooled {figures.get('pooled_dice', float('nan')):.3f}")
-    if bar.button("Reset to the model's validated settings"):
-        for key in (f"threshold_{model}", f"tta_{model}", f"min_size_{model}"):
-            st.session_state.pop(key, None)
-    settings = {
-        "threshold": bar.slider("Threshold", 0.05, 0.95, float(card["threshold"]), 0.01, key=f"threshold_{model}", persist_state="page",
-                                help="Probability above which a pixel is lesion; moving it re-derives the mask "
-                                     "without running the network."),
-        "tta": bar.checkbox("Test-time augmentation (flip)", bool(card["tta"]), key=f"tta_{model}",
-                            persist_state="page"),
-        "min_size": bar.number_input("Minimum lesion size (pixels; voxels for volumes)", 0, 10000,
-                                     int(card["min_lesion_size"]), key=f"min_size_{model}", persist_state="page"),
-    }
+    sequence = bar.radio("Sequence", [AUTO, *FAMILIES], key="sequence", persist_state="page",
+                         format_func=lambda s: "Auto (from the file)" if s == AUTO else sequence_label(s),
+                         help="The MRI sequence of the input: each model was trained for one. Auto reads it from "
+                              "the DICOM description or the file name (flair, t1c, t1ce, post, gad…) and says "
+                              "which it chose and why; with no such word, the default model runs.")
+    groups = group_by_sequence(sorted(models.values(), key=lambda m: _menu_order(m["name"])))
+    names = [n for seq, members in groups.items() if sequence == AUTO or seq == sequence for n in members]
+    model = bar.selectbox("Model", [AUTO, *names], key="model", persist_state="page",
+                          format_func=lambda n: _model_entry(n, sequence, models),
+                          help="Automatic: the default model of the sequence chosen above (or the file's). A "
+                               "model picked here runs whatever the file says; a visible mismatch is warned about.")
+    settings: dict = {"box": bar.container()}
     bar.header("Display")
     settings["opacity"] = bar.slider("Overlay opacity", 0.0, 1.0, 0.35, 0.05, key="opacity")
     settings["color"] = views.hex_to_rgb(bar.color_picker("Overlay colour", "#FF3030", key="color"))
     settings["outline"] = bar.checkbox("Outline lesions", True, key="outline")
-    return backend, model, settings
+    return backend, models, None if sequence == AUTO else sequence, None if model == AUTO else model, settings
+
+
+def _menu_order(name: str) -> int:
+    """Shipped models in the core's family order; a server's own checkpoints after them."""
+    return MODEL_NAMES.index(name) if name in MODEL_NAMES else len(MODEL_NAMES)
+
+
+def _model_entry(name: str, sequence: str, models: dict[str, dict]) -> str:
+    if name == AUTO:
+        return "Automatic: the file's family" if sequence == AUTO else \
+            f"Automatic: the {sequence_label(sequence)} default"
+    label, trained_for = model_label(name), models[name].get("sequence")
+    return label if label != name or not trained_for else f"{name} ({sequence_label(trained_for)})"
+
+
+def choose(case: Case, models: dict[str, dict], sequence: str | None, model: str | None) -> ModelChoice:
+    """The core's model choice for this input among the backend's models (hint: the input's DICOM
+    tags and its name)."""
+    default = next((m["name"] for m in models.values() if m.get("default")), DEFAULT_MODEL)
+    available = sorted(models, key=_menu_order)
+    return choose_model(sequence_hint(case.label, case.scan.metadata), model=model, sequence=sequence,
+                        available=available, default=default if default in models else available[0])
+
+
+def model_settings(box, model: str, card: dict) -> dict:
+    """Threshold, TTA and minimum size of ``model`` in the sidebar's ``box``, starting at its
+    card's values (kept per model for the session)."""
+    figures = card.get("metrics", {}).get("validation", {})
+    box.caption(f"Settings of {model_label(model)}")
+    if figures:
+        box.caption(f"Validation ({figures.get('patients', '?')} patients, optimistic): per-volume Dice "
+                    f"{figures.get('per_volume_dice_mean', float('nan')):.3f}, pooled "
+                    f"{figures.get('pooled_dice', float('nan')):.3f}")
+    if box.button("Reset to the model's validated settings"):
+        for key in (f"threshold_{model}", f"tta_{model}", f"min_size_{model}"):
+            st.session_state.pop(key, None)
+    inference = card["inference"]
+    return {
+        "threshold": box.slider("Threshold", 0.05, 0.95, float(inference["threshold"]), 0.01, key=f"threshold_{model}",
+                                persist_state="page",
+                                help="Probability above which a pixel is lesion; moving it re-derives the mask "
+                                     "without running the network."),
+        "tta": box.checkbox("Test-time augmentation (flip)", bool(inference["tta"]), key=f"tta_{model}",
+                            persist_state="page"),
+        "min_size": box.number_input("Minimum lesion size (pixels; voxels for volumes)", 0, 10000,
+                                     int(inference["min_lesion_size"]), key=f"min_size_{model}", persist_state="page"),
+    }
 
 
 def choose_case() -> Case | None:
@@ -100,12 +152,11 @@ def choose_case() -> Case | None:
              "the .dcm files of one series, uploaded together, form one volume.")
     st.caption(f"Up to {limit_mb} MB per file. LGG kaggle_3m 3-channel TIFFs are read as their FLAIR channel; "
                "other colour images as luminance.")
-    kind = st.radio("Show", ["Upload files", "Sample slice", "Sample volume"], horizontal=True, key="input_kind",
-                    persist_state="page")
+    kind = st.radio("Show", ["Upload files", *SAMPLES], horizontal=True, key="input_kind", persist_state="page")
     if kind != "Upload files":
-        return cached("sample", kind, lambda: [sample_case(kind.split()[1])])[0]
+        return cached("sample", kind, lambda: [sample_case(*SAMPLES[kind])])[0]
     if not uploads:
-        st.info("Upload a FLAIR image or volume, or show a built-in sample.")
+        st.info("Upload a FLAIR or contrast-enhanced T1 image or volume, or show a built-in sample.")
         return None
     files = unique_names([(f.name, f.getvalue()) for f in uploads])
     digest = hashlib.sha1(b"".join(hashlib.sha1(d).digest() for _, d in files)).hexdigest()
@@ -139,7 +190,8 @@ def cached(kind: str, key: str, make):
     return store[key]
 
 
-def result_for(backend: LocalBackend | RemoteBackend, case: Case, model: str, tta: bool) -> Result:
+def result_for(backend: LocalBackend | RemoteBackend, case: Case, model: str, tta: bool,
+               sequence: str | None = None) -> Result:
     """The probability map for this case, model and TTA: from the session, else computed now."""
     results: dict = st.session_state.setdefault("results", {})
     key = (backend.where, backend.precision, case.key, model, tta)
@@ -147,11 +199,12 @@ def result_for(backend: LocalBackend | RemoteBackend, case: Case, model: str, tt
         label = f"Segmenting {case.label} with {model_label(model)} on {backend.where}…"
         if isinstance(backend, LocalBackend):
             bar = st.progress(0.0, text=label)
-            results[key] = backend.segment(case, model, tta, lambda done, total: bar.progress(done / total, text=label))
+            results[key] = backend.segment(case, model, tta, sequence,
+                                           lambda done, total: bar.progress(done / total, text=label))
             bar.empty()
         else:
             with st.spinner(label):
-                results[key] = backend.segment(case, model, tta)
+                results[key] = backend.segment(case, model, tta, sequence)
         while len(results) > 1 and sum(r.prediction.probabilities.nbytes for r in results.values()) > KEPT_BYTES:
             results.pop(next(iter(results)))
     return results[key]
@@ -172,16 +225,23 @@ def truth_for(case: Case) -> tuple[np.ndarray | None, str]:
 
 def main() -> None:
     st.set_page_config(page_title="MetaSeg Viewer", page_icon="🧠", layout="wide")
-    st.title("MetaSeg Viewer — FLAIR abnormality segmentation")
+    st.title("MetaSeg Viewer — brain-lesion segmentation by MRI sequence")
     st.caption(HONESTY)
-    backend, model, settings = sidebar()
+    backend, models, sequence, asked_model, settings = sidebar()
     case = choose_case()
     if case is None:
         return
     scan = case.scan
+    try:
+        choice = choose(case, models, sequence, asked_model)
+    except ModelChoiceError as exc:
+        st.error(f"{case.label}: {exc}")
+        return
+    model = choice.model
+    settings.update(model_settings(settings["box"], model, models[model]))
     display = cached("display", case.key, lambda: window_to_uint8(scan.pixels, DISPLAY_PERCENTILES))
     try:
-        result = result_for(backend, case, model, settings["tta"])
+        result = result_for(backend, case, model, settings["tta"], choice.sequence)
     except BackendError as exc:
         st.error(str(exc))
         return
@@ -192,10 +252,12 @@ def main() -> None:
                 + (f" × {scan.n_slices} slices" if scan.n_slices > 1 else "")
                 + f" · {model_label(prediction.model_name)} ({prediction.model_version}) in {prediction.precision} on "
                 f"{result.where}, {prediction.seconds:.1f} s · **{len(rows)} lesion{'s' if len(rows) != 1 else ''}**")
-    for warning in scan.warnings:
+    views.choice_line(choice, models[model])
+    for warning in (*choice.warnings, *scan.warnings):
         st.warning(warning)
     z = views.pick_slice(scan, mask, key=f"slice_{case.key}")
-    compare_title = "Compare " + " and ".join(model_label(m) for m in COMPARED)
+    networks = [n for n in family_networks(choice.sequence or "") if n in models]
+    compare_title = "Compare " + " and ".join(model_label(m) for m in networks[:2]) if len(networks) > 1 else "Compare"
     tabs = st.tabs(["Segmentation", compare_title, "Lesions and scores", "Downloads"])
     with tabs[0]:
         shown = views.segmentation_panel(display, prediction, z, settings["color"], settings["opacity"],
@@ -203,7 +265,7 @@ def main() -> None:
         if scan.n_slices > 1:
             views.lesion_strip(display, mask, settings["color"], settings["opacity"])
     with tabs[1]:
-        compare(backend, case, display, z, settings)
+        compare(backend, case, display, z, settings, networks, choice.sequence)
     with tabs[2]:
         views.lesion_table(rows, scan)
         truth, truth_name = truth_for(case)
@@ -212,17 +274,25 @@ def main() -> None:
         views.downloads(scan, case.file_name, display, mask, shown, rows)
 
 
-def compare(backend: LocalBackend | RemoteBackend, case: Case, display: np.ndarray, z: int, settings: dict) -> None:
-    """Both networks on this case, each with its own validated threshold and minimum size."""
+def compare(backend: LocalBackend | RemoteBackend, case: Case, display: np.ndarray, z: int, settings: dict,
+            networks: list[str], sequence: str | None) -> None:
+    """The first two networks of the chosen model's family on this case, each with its own
+    validated threshold and minimum size."""
+    if len(networks) < 2:
+        st.caption(f"Compare runs two networks of one sequence family; {backend.where} has "
+                   f"{' '.join(model_label(n) for n in networks) or 'no single network'} for "
+                   f"{sequence_label(sequence)}, so there is nothing to compare.")
+        return
+    compared = networks[:2]
     results: dict = st.session_state.setdefault("results", {})
-    ready = all((backend.where, backend.precision, case.key, name, settings["tta"]) in results for name in COMPARED)
+    ready = all((backend.where, backend.precision, case.key, name, settings["tta"]) in results for name in compared)
     if not ready and not st.button("Run both models on this image", key="compare"):
-        st.caption(f"Runs {' and '.join(model_label(m) for m in COMPARED)} on the same input and shows where "
+        st.caption(f"Runs {' and '.join(model_label(m) for m in compared)} on the same input and shows where "
                    "they disagree.")
         return
     try:
-        masks = [(model_label(name), result_for(backend, case, name, settings["tta"]).prediction.mask)
-                 for name in COMPARED]
+        masks = [(model_label(name), result_for(backend, case, name, settings["tta"], sequence).prediction.mask)
+                 for name in compared]
     except BackendError as exc:
         st.error(str(exc))
         return

@@ -2,7 +2,8 @@
 
 Both return the same :class:`Result`: the core's :class:`~metaseg_viewer.prediction.Prediction`
 at the model card's settings, which the page re-thresholds with ``Prediction.rethreshold``, so
-moving the threshold never runs a network again.
+moving the threshold never runs a network again. The page chooses the model (the core's
+``choose_model``) before either is called, so both run the model it names.
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ class LocalBackend:
     def models(self) -> list[dict[str, Any]]:
         return describe_models()
 
-    def segment(self, case: Case, model: str, tta: bool, progress: Progress | None = None) -> Result:
+    def segment(self, case: Case, model: str, tta: bool, sequence: str | None = None,
+                progress: Progress | None = None) -> Result:
+        """``sequence`` (what the model was chosen for) only matters to a server; here the model says it."""
         try:
             predictor = self.load(model)
             prediction = predictor.predict(case.scan, tta=tta, progress=progress)
@@ -108,10 +111,14 @@ class RemoteBackend:
             raise BackendError(f"{self.url}/models is not a MetaSeg model list; check the address.")
         return models
 
-    def segment(self, case: Case, model: str, tta: bool, progress: Progress | None = None) -> Result:
+    def segment(self, case: Case, model: str, tta: bool, sequence: str | None = None,
+                progress: Progress | None = None) -> Result:
+        """The named ``model`` on the server; ``sequence``, the one it was chosen for, goes along as
+        the form field ``sequence`` so the server checks the two agree."""
         params = {"model": model, "tta": str(tta).lower(), "format": "json", "probabilities": "true"}
+        form = {"sequence": sequence} if sequence else None
         start = time.perf_counter()
-        body = self._call("POST", "/predict", params=params, files={"file": (case.file_name, case.data)})
+        body = self._call("POST", "/predict", params=params, data=form, files={"file": (case.file_name, case.data)})
         seconds = time.perf_counter() - start
         try:
             probabilities = decode_probabilities(body["probabilities"])

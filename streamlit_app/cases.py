@@ -47,18 +47,26 @@ def cases_from_uploads(files: list[tuple[str, bytes]], limits: ReadLimits = Read
     return cases, problems
 
 
-def sample_case(kind: str) -> Case:
-    """The core's synthetic FLAIR-like slice or volume with its true mask (not anatomy)."""
+#: The built-in samples the page offers: name shown → (kind, sequence) of :func:`sample_case`.
+SAMPLES: dict[str, tuple[str, str]] = {"Sample slice": ("slice", "flair"), "Sample volume": ("volume", "flair"),
+                                       "Sample T1c slice": ("slice", "t1c")}
+
+
+def sample_case(kind: str, sequence: str = "flair") -> Case:
+    """The core's synthetic FLAIR-like (or T1c-like) slice or volume with its true mask (not
+    anatomy). The label names the sequence, so the page's automatic model choice finds it there."""
+    tag = "" if sequence == "flair" else f"_{sequence}"
     if kind == "slice":
-        sample = make_slice(256, seed=0)
+        sample = make_slice(256, seed=0, sequence=sequence)
         buffer = io.BytesIO()
         Image.fromarray(sample.image).save(buffer, format="PNG")
-        data, name, truth = buffer.getvalue(), "sample_slice.png", sample.mask[None]
+        data, name, truth = buffer.getvalue(), f"sample{tag}_slice.png", sample.mask[None]
     elif kind == "volume":
-        sample = make_volume(24, 256, seed=0)
+        sample = make_volume(24, 256, seed=0, sequence=sequence)
         plain = Scan(pixels=sample.image, spacing=sample.spacing, is_volume=True)
-        data, name, truth = encode_nifti(sample.image, plain), "sample_volume.nii.gz", sample.mask
+        data, name, truth = encode_nifti(sample.image, plain), f"sample{tag}_volume.nii.gz", sample.mask
     else:
         raise ValueError(f"unknown sample {kind!r}; use 'slice' or 'volume'")
     scan = read_scan(data, name=name)
-    return Case(f"Built-in sample {kind} (synthetic)", name, data, scan, truth.astype(bool))
+    label = f"Built-in sample {kind} (synthetic {'FLAIR' if sequence == 'flair' else sequence.capitalize()})"
+    return Case(label, name, data, scan, truth.astype(bool))

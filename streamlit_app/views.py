@@ -7,7 +7,9 @@ import pandas as pd
 import streamlit as st
 
 from metaseg_viewer.evaluation import compare_models, hd95_text, score_against
+from metaseg_viewer.model_choice import ModelChoice
 from metaseg_viewer.prediction import Prediction
+from metaseg_viewer.registry import model_label
 from metaseg_viewer.render import (
     DISAGREEMENT_COLORS,
     disagreement_overlay,
@@ -19,11 +21,21 @@ from metaseg_viewer.render import (
 )
 from metaseg_viewer.scan import Scan
 from metaseg_viewer.segment import lesion_csv, mask_file, output_stem
+from metaseg_viewer.sequences import sequence_label
 
 
 def hex_to_rgb(value: str) -> tuple[int, int, int]:
     value = value.lstrip("#")
     return int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16)
+
+
+def choice_line(choice: ModelChoice, row: dict) -> None:
+    """Which model ran, the sequence it was trained for and why it was chosen (the core's reason),
+    with what the model outlines and was trained on when its card says."""
+    purpose = row.get("purpose") or {}
+    trained = f" It outlines {purpose['target']}; trained on {purpose['dataset']}." if purpose else ""
+    st.markdown(f"**Model:** {model_label(choice.model)}, trained for {sequence_label(choice.sequence)}. "
+                f"**Why:** {choice.reason}.{trained}")
 
 
 def pick_slice(scan: Scan, mask: np.ndarray, key: str) -> int:

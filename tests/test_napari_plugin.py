@@ -42,7 +42,7 @@ def test_plugin_is_discovered_with_all_contributions() -> None:
     contributions = manifest.contributions
     assert [r.command for r in contributions.readers] == [f"{PLUGIN}.get_reader"]
     assert [w.layer_types for w in contributions.writers] == [["labels"]]
-    assert {s.key for s in contributions.sample_data} == {"flair_slice", "flair_volume"}
+    assert {s.key for s in contributions.sample_data} == {"flair_slice", "flair_volume", "t1c_slice"}
     assert [w.display_name for w in contributions.widgets] == ["Lesion segmentation"]
 
 
@@ -143,8 +143,13 @@ def test_sample_data_layers(make_napari_viewer) -> None:
     viewer = make_napari_viewer()
     viewer.open_sample(PLUGIN, "flair_slice")
     viewer.open_sample(PLUGIN, "flair_volume")
+    viewer.open_sample(PLUGIN, "t1c_slice")
     assert [l.name for l in viewer.layers] == ["synthetic FLAIR slice", "synthetic FLAIR slice true mask",
-                                               "synthetic FLAIR volume", "synthetic FLAIR volume true mask"]
+                                               "synthetic FLAIR volume", "synthetic FLAIR volume true mask",
+                                               "synthetic T1c slice", "synthetic T1c slice true mask"]
+    t1c = make_slice(256, seed=0, sequence="t1c")
+    assert np.array_equal(viewer.layers["synthetic T1c slice"].data, t1c.image)
+    assert np.array_equal(viewer.layers["synthetic T1c slice true mask"].data != 0, t1c.mask)
     assert viewer.layers["synthetic FLAIR volume"].data.shape == (24, 256, 256)
     assert viewer.layers["synthetic FLAIR slice true mask"].data.sum() > 100
 
@@ -166,13 +171,13 @@ def segmented(make_napari_viewer, qtbot):
 
 def test_widget_segments_in_a_worker_and_finds_the_lesion(segmented) -> None:
     viewer, widget = segmented
-    labels = viewer.layers["synthetic FLAIR slice lesions (Attention U-Net)"]
+    labels = viewer.layers["synthetic FLAIR slice lesions (Attention U-Net (FLAIR))"]
     truth = viewer.layers["synthetic FLAIR slice true mask"].data != 0
     expected = Predictor.load("attention-unet", device="cpu").predict(read_scan_of(viewer)).mask[0]
     assert np.array_equal(labels.data != 0, expected)
     inter = (expected & truth).sum()
     assert 2 * inter / (expected.sum() + truth.sum()) > 0.6
-    assert "synthetic FLAIR slice probability (Attention U-Net)" in viewer.layers
+    assert "synthetic FLAIR slice probability (Attention U-Net (FLAIR))" in viewer.layers
     assert widget.progress.value() == 100
 
 
@@ -182,7 +187,7 @@ def read_scan_of(viewer) -> Scan:
 
 def test_threshold_slider_rederives_without_inference_and_keeps_edits(segmented, monkeypatch) -> None:
     viewer, widget = segmented
-    labels = viewer.layers["synthetic FLAIR slice lesions (Attention U-Net)"]
+    labels = viewer.layers["synthetic FLAIR slice lesions (Attention U-Net (FLAIR))"]
     seg = labels.metadata[RESULT_KEY]
     monkeypatch.setattr(_widget, "run_model", lambda *a, **k: pytest.fail("the network ran again"))
     monkeypatch.setattr(Predictor, "member_maps", lambda *a, **k: pytest.fail("the network ran again"))
@@ -207,7 +212,7 @@ def _edit_box(shape: tuple[int, int]) -> np.ndarray:
 
 def test_lesion_table_and_scores_match_the_core(segmented) -> None:
     viewer, widget = segmented
-    labels = viewer.layers["synthetic FLAIR slice lesions (Attention U-Net)"]
+    labels = viewer.layers["synthetic FLAIR slice lesions (Attention U-Net (FLAIR))"]
     seg = labels.metadata[RESULT_KEY]
     rows = lesion_rows(seg.scan, labels.data[None] != 0, seg.probabilities)
     assert widget.table.rowCount() == len(rows) >= 1
@@ -231,10 +236,10 @@ def test_compare_export_and_autosave(segmented, qtbot, tmp_path: Path) -> None:
     widget.autosave.setChecked(True)
     widget.compare()
     qtbot.waitUntil(lambda: not widget.is_busy(), timeout=180_000)
-    assert "synthetic FLAIR slice lesions (U-Net++)" in viewer.layers
+    assert "synthetic FLAIR slice lesions (U-Net++ (FLAIR))" in viewer.layers
     disagreement = viewer.layers["synthetic FLAIR slice disagreement"].data
-    a = viewer.layers["synthetic FLAIR slice lesions (U-Net++)"].data != 0
-    b = viewer.layers["synthetic FLAIR slice lesions (Attention U-Net)"].data != 0
+    a = viewer.layers["synthetic FLAIR slice lesions (U-Net++ (FLAIR))"].data != 0
+    b = viewer.layers["synthetic FLAIR slice lesions (Attention U-Net (FLAIR))"].data != 0
     assert np.array_equal(disagreement == 1, a & ~b) and np.array_equal(disagreement == 2, ~a & b)
     assert "Dice between the models" in widget.compare_label.text()
     saved = widget.export(str(tmp_path / "kept.png"))
@@ -318,8 +323,8 @@ def test_segment_slice_fills_one_slice_then_merges_the_next_keeping_edits(make_n
         qtbot.waitUntil(lambda: not widget.is_busy(), timeout=180_000)
 
     segment_slice(first)
-    labels = viewer.layers["synthetic FLAIR volume lesions (Attention U-Net)"]
-    probabilities = viewer.layers["synthetic FLAIR volume probability (Attention U-Net)"].data
+    labels = viewer.layers["synthetic FLAIR volume lesions (Attention U-Net (FLAIR))"]
+    probabilities = viewer.layers["synthetic FLAIR volume probability (Attention U-Net (FLAIR))"].data
     scan = labels.metadata[_widget.SCAN_KEY]
     alone = Scan(pixels=scan.pixels[first : first + 1], spacing=scan.spacing, is_volume=True)
     expected = Predictor.load("attention-unet", device="cpu").predict(alone)
@@ -336,7 +341,7 @@ def test_segment_slice_fills_one_slice_then_merges_the_next_keeping_edits(make_n
 
 def test_scores_with_an_empty_truth_or_prediction_use_the_core_wording(segmented) -> None:
     viewer, widget = segmented
-    labels = viewer.layers["synthetic FLAIR slice lesions (Attention U-Net)"]
+    labels = viewer.layers["synthetic FLAIR slice lesions (Attention U-Net (FLAIR))"]
     empty = viewer.add_labels(np.zeros_like(labels.data), name="empty truth")
     widget.truth_combo.setCurrentText("empty truth")
     scores = widget.score()

@@ -219,7 +219,8 @@ def test_every_route_the_openapi_document_marks_as_keyed_refuses_a_missing_key()
         assert schema["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
         keyed = {(method.upper(), path) for path, operations in schema["paths"].items()
                  for method, operation in operations.items() if operation.get("security")}
-        assert keyed == {("POST", "/predict"), ("POST", "/predict/batch"), ("POST", "/evaluate"), ("GET", "/models")}
+        assert keyed == {("POST", "/predict"), ("POST", "/predict/batch"), ("POST", "/evaluate"), ("GET", "/models"),
+                         ("GET", "/models/by-sequence")}
         assert all("401" in schema["paths"][path][method.lower()]["responses"] for method, path in keyed)
         for method, path in [*keyed, ("POST", "/predict/")]:  # /predict/ is the brief's address, not in the document
             refused = c.request(method, path)

@@ -21,6 +21,7 @@ from factories import png_bytes as png  # noqa: E402
 
 APP = str(Path(__file__).resolve().parents[1] / "streamlit_app" / "app.py")
 SLICE = make_slice(256, seed=5)
+T1C = make_slice(256, seed=5, sequence="t1c")
 
 
 def page() -> AppTest:
@@ -106,7 +107,7 @@ def test_compare_runs_both_networks_and_reports_agreement() -> None:
     at.button(key="compare").click().run()
     assert not at.exception and not at.error
     text = " ".join(m.value for m in at.markdown)
-    assert "Agreement (Dice between the two masks" in text and "Attention U-Net only" in text
+    assert "Agreement (Dice between the two masks" in text and "Attention U-Net (FLAIR) only" in text
 
 
 def test_server_that_is_down_gives_a_clear_message() -> None:
@@ -168,3 +169,76 @@ def test_empty_prediction_or_truth_shows_hd95_as_the_core_words_it(image: np.nda
     assert not at.exception and not at.error
     assert metric(at, "HD95") == expected
     assert metric(at, "Dice") == "0.000"
+
+
+def test_sequence_menu_offers_t1c_and_the_model_menu_follows_it() -> None:
+    at = page()
+    sequence = at.radio(key="sequence")
+    assert sequence.options == ["Auto (from the file)", "FLAIR", "contrast-enhanced T1 (T1c)"]
+    assert at.selectbox(key="model").options == ["Automatic: the file's family", "Ensemble (FLAIR)", "U-Net++ (FLAIR)",
+                                                 "Attention U-Net (FLAIR)", "Attention U-Net (T1c)"]
+    sequence.set_value("t1c").run()
+    assert at.selectbox(key="model").options == ["Automatic: the contrast-enhanced T1 (T1c) default",
+                                                 "Attention U-Net (T1c)"]
+
+
+def test_an_upload_named_t1ce_gets_the_t1c_model_and_the_page_says_why() -> None:
+    at = page()
+    at.file_uploader(key="uploads").set_value(("P7_t1ce.png", png(T1C.image), "image/png")).run()
+    assert not at.exception and not at.error and not at.warning
+    assert "Attention U-Net (T1c)" in at.markdown[0].value  # the result's own header: what ran
+    said = at.markdown[1].value
+    assert "**Model:** Attention U-Net (T1c), trained for contrast-enhanced T1 (T1c)" in said
+    assert "**Why:** file name says 't1ce'" in said
+    assert "Settings of Attention U-Net (T1c)" in [c.value for c in at.sidebar.caption]
+    assert at.slider(key="threshold_t1c-attention-unet").value == 0.45  # the T1c card's own threshold
+    assert "nothing to compare" in " ".join(c.value for c in at.tabs[1].caption)  # one network in the T1c family
+
+
+def test_a_flair_model_forced_on_a_t1c_file_shows_a_warning_not_a_refusal() -> None:
+    at = page()
+    at.file_uploader(key="uploads").set_value(("case_t1c.png", png(T1C.image), "image/png")).run()
+    at.selectbox(key="model").set_value("attention-unet").run()
+    assert not at.exception and not at.error
+    assert "Attention U-Net (FLAIR)" in at.markdown[0].value and "the model you chose" in at.markdown[1].value
+    warnings = [w.value for w in at.warning]
+    assert any("attention-unet is a FLAIR model" in w and "contrast-enhanced T1 (T1c)" in w for w in warnings), warnings
+
+
+def test_the_t1c_sample_case_is_offered_beside_the_flair_ones() -> None:
+    at = page()
+    at.radio(key="input_kind").set_value("Sample T1c slice").run()
+    assert not at.exception and not at.error
+    assert "synthetic T1c" in at.markdown[0].value and "Attention U-Net (T1c)" in at.markdown[1].value
+    assert metric(at, "Lesions found")  # scored against the sample's own true mask
+
+
+def test_the_server_backend_names_the_model_and_sends_the_sequence(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a server: what RemoteBackend sends, and that it reads an answer that also says how
+    the server chose (``choice``, as server/schemas.py's PredictionResult)."""
+    import httpx
+
+    from metaseg_viewer.encoding import encode_probabilities
+    from metaseg_viewer.registry import describe_models
+    from streamlit_app.backends import RemoteBackend
+    from streamlit_app.cases import sample_case
+
+    case = sample_case("slice", "t1c")
+    row = next(r for r in describe_models() if r["name"] == "t1c-attention-unet")
+    answer = {"model": "t1c-attention-unet", "model_version": "x", "precision": "fp32",
+              "probabilities": encode_probabilities(np.zeros(case.scan.shape, np.float32)),
+              "settings": row["inference"], "sequence": "t1c",
+              "choice": {"model": "t1c-attention-unet", "sequence": "t1c", "reason": "the model you chose", "warnings": []}}
+    sent = []
+
+    def fake(method, url, **kwargs):  # noqa: ANN001, ANN003 - stands in for httpx.request
+        sent.append((method, url, kwargs))
+        return httpx.Response(200, json=[row] if url.endswith("/models") else answer)
+
+    monkeypatch.setattr(httpx, "request", fake)
+    result = RemoteBackend("http://server").segment(case, "t1c-attention-unet", True, "t1c")
+    method, url, kwargs = sent[0]
+    assert (method, url) == ("POST", "http://server/predict")
+    assert kwargs["params"]["model"] == "t1c-attention-unet" and kwargs["data"] == {"sequence": "t1c"}
+    assert result.prediction.model_name == "t1c-attention-unet"
+    assert result.prediction.settings.to_dict() == row["inference"]

@@ -307,3 +307,42 @@ def test_evaluate_against_fp32_prints_both_runs_and_their_mask_agreement(
     saved = json.loads(out.read_text())
     assert saved["precision"] == "bf16" and 0 <= saved["against_fp32"]["mask_agreement_dice"] <= 1
     assert set(saved["against_fp32"]["fp32"]) >= {"per_volume_dice_mean", "pooled_dice"}
+
+
+def test_short_t1c_run_on_real_brisc_slices_started_from_a_flair_model(shared_data: Path, tmp_path: Path) -> None:
+    """BRISC's flat layout as it is (512 px JPEG images, PNG masks), a start from a model of
+    another data set (a fresh split, recorded), and an export whose card says it is a T1c model."""
+    brisc = shared_data / "brisc_t1c"
+    if not (brisc / "images").is_dir():
+        pytest.skip(f"BRISC T1c data not found at {brisc}")
+    data = tmp_path / "brisc"
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    for image in sorted((brisc / "images").glob("*.jpg"))[::490][:8]:  # all three tumours and planes
+        shutil.copy(image, data / "images" / image.name)
+        shutil.copy(brisc / "masks" / f"{image.stem}.png", data / "masks" / f"{image.stem}.png")
+    flair_run = tmp_path / "flair"
+    assert _train(_write_flat(tmp_path / "flair_data", patients=4, per_patient=2), flair_run, "--epochs", "1") == 0
+    run = tmp_path / "t1c"
+    assert _train(data, run, "--epochs", "2", "--crop", "64", "--init", str(flair_run / "best.safetensors")) == 0
+    split = json.loads((run / "split.json").read_text())
+    assert len(split["validation"]) == 2 and all(v.startswith("brisc2025_train_") for v in split["validation"])
+    card = json.loads((run / "last.json").read_text())
+    assert card["training"]["started_from"]["data"] == str(tmp_path / "flair_data")
+    assert main(["export", "--run", str(run), "--name", "t1c-attention-unet", "--to", str(tmp_path / "ship"),
+                 "--purpose", "brisc-t1c"]) == 0
+    shipped = json.loads((tmp_path / "ship" / "t1c_attention_unet.json").read_text())
+    assert shipped["purpose"]["sequence"] == "t1c" and "CC BY 4.0" in shipped["purpose"]["licence"]
+    assert "contrast-enhanced T1" in shipped["description"]
+    assert 0 <= shipped["metrics"]["validation"]["per_volume_dice_mean"] <= 1
+    out = tmp_path / "eval" / "t1c.json"
+    assert main(["evaluate", "--model", str(tmp_path / "ship" / "t1c_attention_unet.safetensors"), "--data", str(data),
+                 "--json", str(out), "--breakdown", "_(?P<tumour>gl|me|pi)_(?P<plane>ax|co|sa)"]) == 0
+    table = json.loads(out.read_text())["breakdown"]
+    assert set(table) == {"tumour", "plane"}
+    assert sum(v["volumes"] for v in table["plane"].values()) == 8 == sum(v["volumes"] for v in table["tumour"].values())
+    assert set(table["plane"]) <= {"ax", "co", "sa"}
+    rows = list(csv.DictReader(open(out.with_name("t1c_volumes.csv"))))
+    for plane, figures in table["plane"].items():
+        dices = [float(r["dice"]) for r in rows if r["volume"].endswith(f"_{plane}")]
+        assert figures["dice_mean"] == pytest.approx(np.mean(dices))

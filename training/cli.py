@@ -55,6 +55,9 @@ def _other_parsers(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--conditions", nargs="+", default=None, metavar="NAME",
                     help="with --robustness: only these conditions (default: all)")
     ev.add_argument("--json", type=Path, default=None, help="write the summary here (plus _volumes.csv and _sheet.png beside it)")
+    ev.add_argument("--breakdown", default=None, metavar="REGEX",
+                    help="also report per-volume Dice per value of each named group of REGEX in the volume names, "
+                         "e.g. '_(?P<tumour>gl|me|pi)_(?P<plane>ax|co|sa)' for BRISC")
     ev.add_argument("--threshold", type=float, default=None, help="default: the model card's")
     ev.add_argument("--min-lesion-size", type=int, default=None, help="default: the model card's")
     tta = ev.add_mutually_exclusive_group()
@@ -113,6 +116,14 @@ def _evaluate(args: argparse.Namespace) -> int:
         shown = f"{value:.4f}" if isinstance(value, float) else "undefined (no volume has both a prediction and a " \
             "true lesion)" if value is None else value
         print(f"  {key:24s} {shown}")
+    if args.breakdown:
+        from training.evaluate import breakdown
+
+        summary["breakdown"] = breakdown(rows, args.breakdown)
+        for group, values in summary["breakdown"].items():
+            for value, figures in values.items():
+                print(f"  {group} {value:12s} volumes {figures['volumes']:4d}  Dice mean {figures['dice_mean']:.4f} "
+                      f"median {figures['dice_median']:.4f}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}

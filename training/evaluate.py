@@ -123,6 +123,26 @@ def score(predictions: list[VolumePrediction], threshold: float, min_lesion_size
     return summary, rows
 
 
+def breakdown(rows: list[dict], pattern: str) -> dict[str, dict[str, dict[str, float]]]:
+    """Per-volume Dice grouped by the named groups of ``pattern`` matched in each volume name,
+    e.g. ``_(?P<tumour>gl|me|pi)_(?P<plane>ax|co|sa)`` for BRISC file names: group → value →
+    ``{"volumes", "dice_mean", "dice_median"}``. Volumes the pattern misses are counted under
+    ``(no match)``."""
+    import re
+
+    regex = re.compile(pattern)
+    if not regex.groupindex:
+        raise LayoutError(f"--breakdown needs named groups such as (?P<plane>ax|co|sa), got {pattern!r}")
+    table: dict[str, dict[str, list[float]]] = {name: {} for name in regex.groupindex}
+    for row in rows:
+        found = regex.search(row["volume"])
+        for name in regex.groupindex:
+            value = (found.group(name) if found else None) or "(no match)"
+            table[name].setdefault(value, []).append(row["dice"])
+    return {name: {value: {"volumes": len(d), "dice_mean": float(np.mean(d)), "dice_median": float(np.median(d))}
+                   for value, d in sorted(values.items())} for name, values in table.items()}
+
+
 def mask_agreement(a: list[VolumePrediction], b: list[VolumePrediction], threshold: float,
                    min_lesion_size: int) -> float:
     """Pooled Dice between the masks of two runs over the same slices (e.g. bf16 against fp32):

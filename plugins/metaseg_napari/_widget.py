@@ -1,5 +1,9 @@
 """The docked segmentation widget: segment, re-threshold, edit, inspect lesions, score, compare, save.
 
+The model is chosen by the MRI sequence (``_choice``): the user's sequence or model, else the one
+the layer names; the status line says which model ran and why, and a visible mismatch is warned
+about.
+
 Long work (model loading, inference) runs in a napari worker thread; the worker never touches Qt
 and reports progress through a queued Qt signal. Results are labels layers the user edits with
 napari's own brush, eraser and fill; the widget never overwrites an edit unless asked.
@@ -35,16 +39,18 @@ from qtpy.QtWidgets import (
 )
 
 from metaseg_viewer.evaluation import compare_models, hd95_text, score_against
+from metaseg_viewer.model_choice import ModelChoice, ModelChoiceError
 from metaseg_viewer.prediction import Prediction
 from metaseg_viewer.precision import PRECISIONS
-from metaseg_viewer.registry import MODEL_LABELS, SINGLE_MODELS, model_label
+from metaseg_viewer.registry import family_networks, model_label
 from metaseg_viewer.scan import Scan
 from metaseg_viewer.segment import lesion_rows
+from metaseg_viewer.sequences import sequence_label
+from metaseg_napari._choice import AUTO, choice_text, choose, model_menu, sequence_menu
 from metaseg_napari._layers import SCAN_KEY, as_stack, like_layer, scan_of_layer
 from metaseg_napari._results import Cancelled, LayerResult, run_model
 from metaseg_napari._writer import write_labels
 
-COMPARED = tuple(SINGLE_MODELS)  # the two networks "Compare" runs
 RESULT_KEY = "metaseg_result"
 DISAGREEMENT = {0: "transparent", 1: "orange", 2: "deepskyblue"}
 
@@ -76,9 +82,13 @@ class SegmentationWidget(QWidget):
         layout = QVBoxLayout(self)
         run = QGroupBox("Segment")
         form = QFormLayout(run)
-        self.image_combo, self.model_combo = QComboBox(), QComboBox()
-        for name, label in MODEL_LABELS.items():
-            self.model_combo.addItem(label, name)
+        self.image_combo, self.sequence_combo, self.model_combo = QComboBox(), QComboBox(), QComboBox()
+        for label, data in sequence_menu():
+            self.sequence_combo.addItem(label, data)
+        self.sequence_combo.setToolTip("The MRI sequence of the image: each model was trained for one. Auto reads it "
+                                       "from the layer's file name or DICOM description (flair, t1c, t1ce, post, "
+                                       "gad…) and says which it chose and why.")
+        self.sequence_combo.currentIndexChanged.connect(self._fill_models)
         self.tta = QCheckBox("Test-time augmentation (flip)")
         self.tta.setTristate(False)
         self.tta_default = QCheckBox("use the model card's TTA setting")
@@ -90,7 +100,10 @@ class SegmentationWidget(QWidget):
         self.precision_combo.setToolTip("auto: bf16 where the CPU (AMX / AVX512-BF16) or GPU computes it natively "
                                         "(about 2x faster), fp32 elsewhere")
         form.addRow("Image layer", self.image_combo)
-        form.addRow("Model", self.model_combo)
+        models = QHBoxLayout()
+        models.addWidget(self.sequence_combo)
+        models.addWidget(self.model_combo, 1)
+        form.addRow("Sequence, model", models)
         form.addRow("Precision", self.precision_combo)
         form.addRow(self.tta_default)
         form.addRow(self.tta)
@@ -108,6 +121,9 @@ class SegmentationWidget(QWidget):
         self.progress.setRange(0, 100)
         self.progress.setValue(0)
         form.addRow(self.progress)
+        self.choice_label = QLabel("")
+        self.choice_label.setWordWrap(True)
+        form.addRow(self.choice_label)
         layout.addWidget(run)
 
         result = QGroupBox("Result")
@@ -149,7 +165,7 @@ class SegmentationWidget(QWidget):
         self.score_label = QLabel("")
         self.score_label.setWordWrap(True)
         form.addRow(self.score_label)
-        self.compare_button = QPushButton("Compare " + " and ".join(model_label(m) for m in COMPARED))
+        self.compare_button = QPushButton("Compare")
         self.compare_button.clicked.connect(self.compare)
         form.addRow(self.compare_button)
         self.compare_label = QLabel("")
@@ -170,8 +186,28 @@ class SegmentationWidget(QWidget):
         row.addWidget(self.autosave_dir)
         form.addRow(row)
         layout.addWidget(save)
-        layout.addWidget(QLabel("Trained on FLAIR MRI of lower-grade glioma (LGG, TCGA). Research use only."))
+        layout.addWidget(QLabel("Each model reads one sequence (its menu tooltip says what it was trained on). "
+                                "Research use only."))
         layout.addStretch()
+        self._fill_models()
+
+    def _fill_models(self, *_: object) -> None:
+        """The model menu for the chosen sequence (all families for Auto), keeping the current model
+        where it is still offered; the Compare button names the family's networks."""
+        sequence, current = self.sequence_combo.currentData(), self.model_combo.currentData()
+        self.model_combo.clear()
+        for i, (label, data, tooltip) in enumerate(model_menu(sequence)):
+            self.model_combo.addItem(label, data)
+            self.model_combo.setItemData(i, tooltip, Qt.ToolTipRole)
+        if current is not None and self.model_combo.findData(current) >= 0:
+            self.model_combo.setCurrentIndex(self.model_combo.findData(current))
+        networks = family_networks(sequence)[:2]
+        if sequence == AUTO:
+            self.compare_button.setText("Compare the networks of the layer's family")
+        elif len(networks) < 2:
+            self.compare_button.setText(f"Compare (one {sequence_label(sequence)} network: nothing to compare)")
+        else:
+            self.compare_button.setText("Compare " + " and ".join(model_label(m) for m in networks))
 
     # --- layer choices -------------------------------------------------------------------------
     def _refresh_layer_choices(self, *_: object) -> None:
@@ -213,10 +249,13 @@ class SegmentationWidget(QWidget):
         if chosen is None:
             return
         image, scan = chosen
+        choice = self._choose(image, scan)
+        if choice is None:
+            return
         z = int(self.viewer.dims.current_step[0]) if scan.n_slices > 1 and not whole_stack else None
         target = scan if z is None else Scan(pixels=scan.pixels[z : z + 1], spacing=scan.spacing,
                                              is_volume=scan.is_volume, source=scan.source)
-        model = self.model_combo.currentData()
+        model = choice.model
         tta = None if self.tta_default.isChecked() else self.tta.isChecked()
         precision = self.precision_combo.currentText()
         self._start(lambda: run_model(model, target, tta, self._progress.changed.emit, self._cancel, precision),
@@ -226,13 +265,26 @@ class SegmentationWidget(QWidget):
         """The chosen image layer and its Scan, or None after telling the user what is wrong."""
         name = self.image_combo.currentText()
         if name not in self.viewer.layers or not isinstance(self.viewer.layers[name], Image):
-            show_error("Choose an image layer (open a FLAIR image, or File > Open Sample > MetaSeg).")
+            show_error("Choose an image layer (open an image, or File > Open Sample > MetaSeg).")
             return None
         try:
             return self.viewer.layers[name], scan_of_layer(self.viewer.layers[name])
         except ValueError as exc:
             show_error(str(exc))
             return None
+
+    def _choose(self, image: Image, scan: Scan) -> ModelChoice | None:
+        """The model for this layer, said in the status line with why; warnings as notifications."""
+        try:
+            choice = choose(image.name, scan, image.metadata, self.sequence_combo.currentData(),
+                            self.model_combo.currentData())
+        except ModelChoiceError as exc:
+            show_error(str(exc))
+            return None
+        self.choice_label.setText(choice_text(image.name, choice))
+        for warning in choice.warnings:
+            show_warning(f"{image.name}: {warning}")
+        return choice
 
     def _start(self, job, on_done) -> None:
         if self._worker is not None:
@@ -408,22 +460,32 @@ class SegmentationWidget(QWidget):
         return scores
 
     def compare(self) -> None:
-        """Both networks on the chosen image: a labels layer each and one of where they disagree."""
+        """The first two networks of the chosen model's sequence family on the chosen image: a
+        labels layer each and one of where they disagree."""
         chosen = self._chosen_image()
         if chosen is None:
             return
         image, scan = chosen
-
+        choice = self._choose(image, scan)
+        if choice is None:
+            return
+        networks = family_networks(choice.sequence or "")[:2]
+        if len(networks) < 2:
+            have = ", ".join(model_label(n) for n in networks) or "none"
+            show_error(f"Compare runs two networks of one sequence family; {sequence_label(choice.sequence)} has "
+                       f"{have} here, so there is nothing to compare.")
+            return
         precision = self.precision_combo.currentText()
 
         def job():
-            return [run_model(m, scan, None, self._progress.changed.emit, self._cancel, precision) for m in COMPARED]
+            return [run_model(m, scan, None, self._progress.changed.emit, self._cancel, precision) for m in networks]
 
-        self._start(job, lambda outs: self._add_comparison(image, scan, outs))
+        self._start(job, lambda outs: self._add_comparison(image, scan, networks, outs))
 
-    def _add_comparison(self, image: Image, scan: Scan, predictions: list[Prediction]) -> None:
+    def _add_comparison(self, image: Image, scan: Scan, networks: tuple[str, ...],
+                        predictions: list[Prediction]) -> None:
         """Each network's result layer at its card's settings, and where the two disagree."""
-        for model, prediction in zip(COMPARED, predictions):
+        for model, prediction in zip(networks, predictions):
             self._add_result(image, scan, model, None, prediction)
         masks = [p.mask for p in predictions]
         disagreement = np.where(masks[0] & ~masks[1], 1, np.where(~masks[0] & masks[1], 2, 0)).astype(np.uint8)
@@ -436,7 +498,7 @@ class SegmentationWidget(QWidget):
                                translate=image.translate, opacity=0.7,
                                colormap=DirectLabelColormap(color_dict={**DISAGREEMENT, None: "transparent"}))
         stats = compare_models(masks[0], masks[1])
-        first, second = (model_label(m) for m in COMPARED)
+        first, second = (model_label(m) for m in networks)
         self.compare_label.setText(
             f"Dice between the models {stats['dice_between']:.3f}; {first} only (orange) {stats['first_only']} px, "
             f"{second} only (blue) {stats['second_only']} px, both {stats['both']} px")

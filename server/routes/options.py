@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from metaseg_viewer.registry import DEFAULT_MODEL, MODEL_NAMES
+from metaseg_viewer.sequences import MODEL_SEQUENCES
 from server.engine import MaskFormat, Options
 
 
@@ -19,11 +20,23 @@ class OptionFields(BaseModel):
     model: str | None = Field(None, description=f"a model this server loaded, see GET /models (shipped: "
                                                 f"{', '.join(MODEL_NAMES)}; default: the server's)",
                               examples=[DEFAULT_MODEL])
+    sequence: str | None = Field(None, description=f"the MRI sequence of the upload ({', '.join(MODEL_SEQUENCES)}): "
+                                                   "segment with that sequence's default loaded model (see GET "
+                                                   "/models/by-sequence). Without model or sequence, the sequence the "
+                                                   "upload names (DICOM description, contrast agent tag, file name) "
+                                                   "chooses, else the server's default; the answer says which and why",
+                                 examples=["t1c"])
     threshold: float | None = Field(None, gt=0, lt=1, description="probability cut-off (default: the model card's)",
                                     examples=[0.5])
     tta: bool | None = Field(None, description="flip test-time augmentation (default: the model card's)")
     min_lesion_size: int | None = Field(None, ge=0, description="drop components smaller than this many pixels "
                                                                 "(voxels for volumes; default: the card's)")
+
+    @field_validator("model", "sequence", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        """An empty form field (``sequence=``) means "not given", as an absent one does."""
+        return None if value == "" else value
 
     @field_validator("threshold", mode="before")
     @classmethod
@@ -64,9 +77,12 @@ async def _merged(request: Request, query: BaseModel, kind: type[OptionFields]) 
 
 
 def _options(request: Request, fields: OptionFields) -> Options:
-    """An unknown model is a 422 here, before the route queues any work."""
-    return Options(predictor=request.app.state.engine.predictor(fields.model), threshold=fields.threshold,
-                   tta=fields.tta, min_lesion_size=fields.min_lesion_size)
+    """An unknown model or sequence, one whose models are not loaded, or a model and a sequence
+    that contradict are a 422 here, before the route reads or queues any upload."""
+    options = Options(model=fields.model, sequence=fields.sequence, threshold=fields.threshold, tta=fields.tta,
+                      min_lesion_size=fields.min_lesion_size)
+    request.app.state.engine.choose(options)
+    return options
 
 
 async def predict_options(request: Request,

@@ -59,13 +59,13 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)[:120] or "mask"
 
 
-async def _read(request: Request, file: UploadFile, fallback: str, fmt: MaskFormat = "json",
-                merging: Options | None = None) -> Upload:
-    """Decode one upload on a reader thread; its bytes are dropped as soon as it is decoded.
-    ``merging``: see :meth:`Engine.read`."""
+async def _read(request: Request, file: UploadFile, fallback: str, options: Options, fmt: MaskFormat = "json",
+                merge: bool = False) -> Upload:
+    """Decode one upload and choose its model on a reader thread; its bytes are dropped as soon as
+    it is decoded. ``merge``: see :meth:`Engine.read`."""
     data, name = await file.read(), _name(file, fallback)
     await file.close()
-    return await _queue(request).read(lambda: _engine(request).read(data, name, fmt, merging))
+    return await _queue(request).read(lambda: _engine(request).read(data, name, options, fmt, merge))
 
 
 @asynccontextmanager
@@ -91,7 +91,7 @@ async def _predict(request: Request, file: UploadFile,
                    options_and_format: tuple[Options, MaskFormat, bool]) -> Response:
     engine, queue = _engine(request), _queue(request)
     options, fmt, with_probabilities = options_and_format
-    upload = await _read(request, file, "upload", fmt, merging=options)
+    upload = await _read(request, file, "upload", options, fmt, merge=True)
     cost = engine.cost([upload], options)
 
     def job(cancel: threading.Event, share: Share | None = None) -> tuple[dict, tuple[bytes, str, str] | None]:
@@ -107,14 +107,16 @@ async def _predict(request: Request, file: UploadFile,
             share = await queue.run_merged(upload.prepared.call, upload.prepared, cost, cancel)
             request.state.log["batch"] = share.batch_slices
             summary, mask = await queue.read(lambda: job(cancel, share))
-    request.state.log.update(model=summary["model"], shape=summary["shape"], lesions=summary["lesion_count"],
-                             cost=cost, inference_ms=summary["timings_ms"]["inference"])
+    request.state.log.update(model=summary["model"], sequence=summary["sequence"], shape=summary["shape"],
+                             lesions=summary["lesion_count"], cost=cost,
+                             inference_ms=summary["timings_ms"]["inference"])
     if mask is None:
         return JSONResponse(summary)
     content, media_type, file_name = mask
     return Response(content, media_type=media_type, headers={
         "Content-Disposition": f'attachment; filename="{_safe(file_name)}"',
         "X-Model": summary["model"], "X-Model-Version": summary["model_version"], "X-Precision": summary["precision"],
+        "X-Sequence": summary["sequence"] or "unknown",
         "X-Lesion-Count": str(summary["lesion_count"]), "X-Inference-Ms": str(summary["timings_ms"]["inference"]),
         "X-Warnings": str(len(summary["warnings"])),
     })
@@ -123,10 +125,15 @@ async def _predict(request: Request, file: UploadFile,
 @router.post("/predict", responses=_MASK_RESPONSES, response_class=Response, summary="Segment one image or volume")
 async def predict(request: Request, file: Annotated[UploadFile, File(description="PNG, JPEG, TIFF, DICOM or NIfTI")],
                   options: Annotated[tuple[Options, MaskFormat, bool], Depends(predict_options)]) -> Response:
-    """Segment FLAIR abnormality (lower-grade glioma) in one upload.
+    """Segment one upload with the model trained for its MRI sequence.
 
-    Options (`model`, `threshold`, `tta`, `min_lesion_size`, `format`) may be query parameters or
-    form fields. The file type is detected from its content, not its name.
+    Options (`model`, `sequence`, `threshold`, `tta`, `min_lesion_size`, `format`) may be query
+    parameters or form fields. The file type is detected from its content, not its name. Without
+    `model` or `sequence`, the sequence the upload names (DICOM SeriesDescription, ProtocolName,
+    ContrastBolusAgent; words such as flair, t1c, t1ce, post, gad in its file name) chooses the
+    model, else the server's default; `format=json` answers say which (`choice`: model, sequence,
+    reason, warnings), mask answers in `X-Model` and `X-Sequence`. A model whose sequence differs
+    from the one the upload names is used all the same, with a warning.
     """
     return await _predict(request, file, options)
 
@@ -161,7 +168,7 @@ async def predict_batch(request: Request,
     entries: list[Upload | BatchItem] = []
     for index, file in enumerate(files):
         try:
-            entries.append(await _read(request, file, f"file{index}"))
+            entries.append(await _read(request, file, f"file{index}", options))
         except Exception as exc:
             entries.append(_failed(_name(file, f"file{index}"), exc))
     cost = engine.cost([e for e in entries if isinstance(e, Upload)], options)
@@ -194,7 +201,7 @@ async def evaluate(request: Request,
                    options: Annotated[Options, Depends(model_options)]) -> EvaluationResult:
     """Prediction plus Dice, IoU, HD95 and lesion-wise sensitivity, precision, F1 and Dice."""
     engine, queue = _engine(request), _queue(request)
-    upload = await _read(request, file, "upload")
+    upload = await _read(request, file, "upload", options)
     truth_bytes, truth_name = await mask.read(), _name(mask, "mask")
     truth = await queue.read(lambda: engine.read_truth(truth_bytes, truth_name, upload.scan))
     cost = engine.cost([upload], options)

@@ -1,11 +1,11 @@
-"""``GET /health`` (liveness), ``GET /ready`` (models loaded) and ``GET /models``."""
+"""``GET /health`` (liveness), ``GET /ready`` (models loaded), ``GET /models`` and ``GET /models/by-sequence``."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from server.schemas import ERROR_RESPONSES, Health, ModelInfo, Ready
+from server.schemas import ERROR_RESPONSES, Health, ModelInfo, Ready, SequenceModels
 
 router = APIRouter()
 
@@ -32,5 +32,16 @@ async def ready(request: Request) -> JSONResponse:
 @router.get("/models", response_model=list[ModelInfo],
             responses={401: ERROR_RESPONSES[401]}, summary="Loaded models and their validation figures")
 async def models(request: Request) -> list[ModelInfo]:
-    """Names, architectures, checksums and the model cards' metrics (LGG FLAIR validation patients)."""
+    """Names, the MRI sequence each was trained for and its purpose, architectures, checksums and
+    the model cards' metrics (their validation patients)."""
     return [ModelInfo.model_validate(row) for row in request.app.state.engine.models()]
+
+
+@router.get("/models/by-sequence", response_model=dict[str, SequenceModels],
+            responses={401: ERROR_RESPONSES[401]},
+            summary="Loaded models grouped by the MRI sequence they were trained for")
+async def models_by_sequence(request: Request) -> dict[str, SequenceModels]:
+    """Per sequence (``flair``, ``t1c``; ``unknown`` for checkpoints whose card does not say): the
+    loaded models trained for it and the one a request with only ``sequence=`` gets."""
+    return {sequence: SequenceModels.model_validate(group)
+            for sequence, group in request.app.state.engine.sequences().items()}

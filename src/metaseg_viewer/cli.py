@@ -1,6 +1,9 @@
 """``metaseg``: segment files from the shell, list the shipped models.
 
-Thin: parses arguments and calls :func:`metaseg_viewer.segment.segment_file` and the registry.
+Thin: parses arguments and calls the core: per input, the reader, :func:`choose_model` (the user's
+``--model`` or ``--sequence``, else the sequence the input names) and the predictor, then
+:func:`metaseg_viewer.segment.write_outputs`; the registry for ``models``. Each input's line says
+which model segmented it and why; a visible sequence mismatch is a warning, never a refusal.
 Bad files are reported one line each (what was wrong, what is accepted) and do not stop the
 others; no input, however broken, prints a traceback. The exit status is 1 when any input failed.
 """
@@ -16,20 +19,32 @@ from pathlib import Path
 from metaseg_viewer.errors import MetaSegError
 from metaseg_viewer.precision import PRECISIONS
 from metaseg_viewer.registry import DEFAULT_MODEL, MODEL_NAMES
+from metaseg_viewer.sequences import MODEL_SEQUENCES
 
 
 def _segment(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from metaseg_viewer.config import InferenceConfig
     from metaseg_viewer.inference import Predictor
-    from metaseg_viewer.segment import deidentified_stem, output_stem, segment_file
+    from metaseg_viewer.io import read_scan
+    from metaseg_viewer.model_choice import ModelChoiceError, choose_model
+    from metaseg_viewer.segment import deidentified_stem, output_stem, write_outputs
+    from metaseg_viewer.sequences import SequenceHint, sequence_hint, sequence_label
 
+    predictors: dict[str, Predictor] = {}  # one per chosen model, loaded on first use
+
+    def predictor_for(model: str) -> Predictor:
+        if model not in predictors:
+            predictors[model] = Predictor.load(model, device=args.device, precision=args.precision)
+        return predictors[model]
+
+    overrides = {"threshold": args.threshold, "tta": args.tta, "min_lesion_size": args.min_lesion_size}
     try:
-        predictor = Predictor.load(args.model, device=args.device, precision=args.precision)
-        # The card's settings with the user's overrides, checked once before any file is read.
-        settings = predictor.defaults.override(threshold=args.threshold, tta=args.tta,
-                                               min_lesion_size=args.min_lesion_size)
-    except MetaSegError as exc:
+        InferenceConfig().override(**overrides)  # the user's settings, checked once before any file is read
+        if args.model is not None or args.sequence is not None:  # the same model for every file: load it now
+            predictor_for(choose_model(SequenceHint(None, ""), args.model, args.sequence).model)
+    except (MetaSegError, ModelChoiceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     failed = 0
@@ -47,9 +62,18 @@ def _segment(args: argparse.Namespace) -> int:
                 bar.refresh()
 
             try:
-                result = segment_file(predictor, source, args.out, settings.threshold, settings.tta,
-                                      settings.min_lesion_size, args.channel, progress, stem)
-            except MetaSegError as exc:
+                scan = read_scan(source, color=args.channel)
+                choice = choose_model(sequence_hint(str(source), scan.metadata), args.model, args.sequence)
+                try:
+                    predictor = predictor_for(choice.model)
+                except MetaSegError as exc:  # the machine, not this input: the other inputs would fail alike
+                    print(f"error: {exc}", file=sys.stderr)
+                    return 2
+                settings = predictor.defaults.override(**overrides)
+                prediction = predictor.predict(scan, settings.threshold, settings.tta, settings.min_lesion_size,
+                                               progress)
+                result = write_outputs(scan, prediction, Path(args.out), stem)
+            except (MetaSegError, ModelChoiceError) as exc:
                 error = str(exc) if str(exc).startswith(str(source)) else f"{source}: {exc}"
             except OSError as exc:
                 error = f"{source}: cannot write results to {args.out}: {exc}"
@@ -61,7 +85,8 @@ def _segment(args: argparse.Namespace) -> int:
             failed += 1
             print(f"error: {error}", file=sys.stderr)
             continue
-        for warning in result.warnings:
+        print(f"{source}: model {choice.model} ({sequence_label(choice.sequence)}), why: {choice.reason}")
+        for warning in (*choice.warnings, *result.warnings):
             print(f"warning: {source}: {warning}", file=sys.stderr)
         print(f"{source}: {result.n_lesions} lesion(s) -> {result.mask}, {result.overlay}, {result.lesions} "
               f"[{result.description}; {predictor.name} in {predictor.precision}]")
@@ -69,7 +94,8 @@ def _segment(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from metaseg_viewer.registry import describe_models
+    from metaseg_viewer.registry import describe_models, group_by_sequence
+    from metaseg_viewer.sequences import sequence_label
 
     try:
         rows = describe_models()
@@ -79,12 +105,19 @@ def _models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    for row in rows:
-        val = row["metrics"].get("validation", {})
-        figures = ", ".join(f"{k} {v:.3f}" for k, v in val.items() if isinstance(v, float))
-        print(f"{row['name']:15s} {row['architecture']:40s} sha256 {row['sha256'][:25]}")
-        print(f"{'':15s} defaults {row['inference']}")
-        print(f"{'':15s} validation: {figures or 'none recorded'}")
+    by_name = {row["name"]: row for row in rows}
+    for sequence, names in group_by_sequence(rows).items():  # each family in order, its default first
+        print(f"{sequence_label(sequence)} (--sequence {sequence}; default {names[0]})")
+        for name in names:
+            row = by_name[name]
+            val = row["metrics"].get("validation", {})
+            figures = ", ".join(f"{k} {v:.3f}" for k, v in val.items() if isinstance(v, float))
+            purpose = row["purpose"]
+            print(f"  {name:20s} {row['architecture']:40s} sha256 {row['sha256'][:25]}")
+            if purpose:
+                print(f"  {'':20s} purpose: {purpose['target']}; trained on {purpose['dataset']}")
+            print(f"  {'':20s} defaults {row['inference']}")
+            print(f"  {'':20s} validation: {figures or 'none recorded'}")
     return 0
 
 
@@ -109,7 +142,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    """Write a generated FLAIR-like slice (PNG) and volume (NIfTI) with their true masks."""
+    """Write a generated FLAIR-like (or T1c-like) slice (PNG) and volume (NIfTI) with their true masks."""
     from pathlib import Path
 
     from PIL import Image
@@ -120,23 +153,32 @@ def _sample(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    flat = make_slice(seed=args.seed)
-    Image.fromarray(flat.image).save(out / "sample_slice.png")
-    write_mask_png(flat.mask, out / "sample_slice_truth.png")
-    volume = make_volume(n_slices=args.slices, seed=args.seed)
+    # A T1c sample says so in its names, so `metaseg segment` chooses the T1c model for it.
+    prefix = "sample" if args.sequence == "flair" else f"sample_{args.sequence}"
+    flat = make_slice(seed=args.seed, sequence=args.sequence)
+    Image.fromarray(flat.image).save(out / f"{prefix}_slice.png")
+    write_mask_png(flat.mask, out / f"{prefix}_slice_truth.png")
+    volume = make_volume(n_slices=args.slices, seed=args.seed, sequence=args.sequence)
     geometry = Scan(volume.image, spacing=volume.spacing, is_volume=True)
-    write_nifti(volume.image, geometry, out / "sample_volume.nii.gz")
-    write_mask_nifti(volume.mask, geometry, out / "sample_volume_truth.nii.gz")
-    print(f"wrote {out}/sample_slice.png, sample_volume.nii.gz and their *_truth masks (synthetic, not anatomy)")
+    write_nifti(volume.image, geometry, out / f"{prefix}_volume.nii.gz")
+    write_mask_nifti(volume.mask, geometry, out / f"{prefix}_volume_truth.nii.gz")
+    print(f"wrote {out}/{prefix}_slice.png, {prefix}_volume.nii.gz and their *_truth masks (synthetic, not anatomy)")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="metaseg", description="Segment FLAIR abnormality (lower-grade glioma) on brain MRI.")
+    parser = argparse.ArgumentParser(prog="metaseg", description="Segment lesions on brain MRI with models trained for "
+                                     "one MRI sequence each (FLAIR, T1c); `metaseg models` says what each outlines.")
     sub = parser.add_subparsers(dest="command", required=True)
     seg = sub.add_parser("segment", help="segment images or volumes", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     seg.add_argument("inputs", nargs="+", help="PNG/JPEG/TIFF/DICOM files, DICOM series folders, NIfTI volumes")
-    seg.add_argument("--model", default=DEFAULT_MODEL, help=f"one of {list(MODEL_NAMES)} or a .safetensors checkpoint")
+    seg.add_argument("--model", default=None,
+                     help=f"one of {list(MODEL_NAMES)} or a .safetensors checkpoint (default: chosen per input, see "
+                          "--sequence)")
+    seg.add_argument("--sequence", choices=list(MODEL_SEQUENCES), default=None,
+                     help="the MRI sequence of the inputs: segment with that sequence's default model (default: the "
+                          "sequence each input names in its DICOM description or file name, else "
+                          f"{DEFAULT_MODEL}); the line printed per input says which model was used and why")
     seg.add_argument("--out", default="metaseg-out", help="output folder")
     seg.add_argument("--threshold", type=float, default=None, help="probability threshold (default: the model card's)")
     tta = seg.add_mutually_exclusive_group()
@@ -152,18 +194,21 @@ def build_parser() -> argparse.ArgumentParser:
                      help="name outputs scan-<hash of the input path> instead of after the input (whose name may "
                           "carry a patient's name)")
     seg.set_defaults(func=_segment)
-    models = sub.add_parser("models", help="list the shipped models")
+    models = sub.add_parser("models", help="list the shipped models, grouped by the MRI sequence they were trained for")
     models.add_argument("--json", action="store_true", help="print JSON")
     models.set_defaults(func=_models)
     info = sub.add_parser("info", help="what this machine runs: device, precision, threads, versions")
     info.add_argument("--device", default=None)
     info.add_argument("--precision", choices=PRECISIONS, default="auto")
     info.set_defaults(func=_info)
-    sample = sub.add_parser("sample", help="write a generated FLAIR-like slice and volume with true masks",
+    sample = sub.add_parser("sample", help="write a generated FLAIR-like (or T1c-like) slice and volume with true "
+                                           "masks",
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     sample.add_argument("--out", default="metaseg-sample", help="output folder")
     sample.add_argument("--slices", type=int, default=24, help="slices of the volume")
     sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--sequence", choices=list(MODEL_SEQUENCES), default="flair",
+                        help="the sequence the sample imitates; t1c files are named sample_t1c_*")
     sample.set_defaults(func=_sample)
     return parser
 

@@ -49,14 +49,14 @@ def choose_model(hint: SequenceHint, model: str | None = None, sequence: str | N
         return ModelChoice(model, trained_for or sequence, "the model you chose",
                            _mismatch(hint, trained_for or sequence, model))
     if sequence is not None:
-        chosen = _first_available(sequence, available)
+        chosen = _first_available(sequence, available, default)
         if chosen is None:
             raise ModelChoiceError(f"no {sequence_label(sequence)} model is loaded here; loaded: {', '.join(available)}")
         return ModelChoice(chosen, sequence, f"the sequence you chose ({sequence_label(sequence)})",
                            _mismatch(hint, sequence, chosen))
     fallback = model_sequence(default)
     if hint.sequence in MODEL_SEQUENCES:
-        chosen = _first_available(hint.sequence, available)
+        chosen = _first_available(hint.sequence, available, default)
         if chosen is not None:
             return ModelChoice(chosen, hint.sequence, f"{hint.reason}: {sequence_label(hint.sequence)}")
         return ModelChoice(default, fallback, f"the default model: {hint.reason}, but no such model is loaded here",
@@ -70,8 +70,13 @@ def choose_model(hint: SequenceHint, model: str | None = None, sequence: str | N
     return ModelChoice(default, fallback, f"the default model ({sequence_label(fallback)}): {hint.reason}", warnings)
 
 
-def _first_available(sequence: str, available: Sequence[str]) -> str | None:
-    return next((name for name in FAMILIES.get(sequence, ()) if name in available), None)
+def _first_available(sequence: str, available: Sequence[str], default: str) -> str | None:
+    """The app's ``default`` when it is of ``sequence`` (a server's configured default), else the
+    family's first model this app has."""
+    family = FAMILIES.get(sequence, ())
+    if default in family and default in available:
+        return default
+    return next((name for name in family if name in available), None)
 
 
 def _mismatch(hint: SequenceHint, trained_for: str | None, model: str) -> tuple[str, ...]:

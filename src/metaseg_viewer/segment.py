@@ -1,7 +1,7 @@
 """Segment files and write what a user keeps: mask, overlay picture and lesion table.
 
-The command line calls :func:`segment_file`; it is a library function so other tools get the
-same outputs and names: ``<stem>_mask.png`` (or ``_mask.nii.gz`` for a volume or stack),
+The command line reads a file, chooses its model, predicts, then calls :func:`write_outputs`; it is
+a library function so other tools get the same outputs and names: ``<stem>_mask.png`` (or ``_mask.nii.gz`` for a volume or stack),
 ``<stem>_overlay.png`` and ``<stem>_lesions.csv``.
 """
 
@@ -17,8 +17,7 @@ from typing import Literal
 import numpy as np
 
 from metaseg_viewer.errors import InputError
-from metaseg_viewer.inference import Predictor, Progress
-from metaseg_viewer.io import encode_mask_nifti, encode_mask_png, read_scan, strip_suffix
+from metaseg_viewer.io import encode_mask_nifti, encode_mask_png, strip_suffix
 from metaseg_viewer.lesions import lesion_table, lesions_to_rows
 from metaseg_viewer.prediction import Prediction
 from metaseg_viewer.preprocessing import DISPLAY_PERCENTILES, window_to_uint8
@@ -131,23 +130,5 @@ def write_outputs(scan: Scan, prediction: Prediction, out_dir: Path, stem: str) 
     return SegmentOutputs(mask_path, overlay_path, lesions_path, len(rows), scan.description, scan.warnings)
 
 
-def segment_file(
-    predictor: Predictor,
-    source: str | Path,
-    out_dir: str | Path,
-    threshold: float | None = None,
-    tta: bool | None = None,
-    min_lesion_size: int | None = None,
-    color: str = "auto",
-    progress: Progress | None = None,
-    stem: str | None = None,
-) -> SegmentOutputs:
-    """Read ``source``, segment it, write its outputs into ``out_dir`` as ``<stem>_*`` (default:
-    the input's name); raises ``MetaSegError`` for bad input, ``OSError`` if it cannot write."""
-    scan = read_scan(source, color=color)  # type: ignore[arg-type]
-    prediction = predictor.predict(scan, threshold, tta, min_lesion_size, progress)
-    return write_outputs(scan, prediction, Path(out_dir), stem or output_stem(source))
-
-
 __all__ = ["MaskFormat", "SegmentOutputs", "deidentified_stem", "lesion_csv", "lesion_rows", "mask_file", "mask_suffix", "output_stem",
-           "segment_file", "write_outputs"]
+           "write_outputs"]

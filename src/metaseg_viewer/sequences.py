@@ -74,8 +74,9 @@ _CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("t2", re.compile(r"(?<![a-z0-9])(t2|t2w|t2 ?tse|t2 ?fse)(?![a-z0-9])")),
     ("t1", re.compile(r"(?<![a-z0-9])(t1|t1w|mprage|spgr|t1 ?tse|t1 ?se)(?![a-z0-9])")),
 )
-#: A cue that hides inside another: ``t2`` in "t2 flair", ``t1`` in "t1 post".
-_SUBSUMED = {"flair": ("t2",), "t1c": ("t1",)}
+#: Cues that a stronger one in the same text explains: a FLAIR is T2-weighted ("t2_tirm_dark-fluid",
+#: "T2 FLAIR"), and a T1 with a contrast word is a T1c ("T1 SE ... GAD").
+_EXPLAINED = {"flair": "t2", "t1c": "t1"}
 
 
 def _normalise(text: str) -> str:
@@ -86,13 +87,9 @@ def _cues_in(text: str) -> dict[str, str]:
     """Sequence → the first words of ``text`` that name it."""
     norm = _normalise(text)
     found = {seq: m.group(0) for seq, pattern in _CUES if (m := pattern.search(norm))}
-    for seq, hidden in _SUBSUMED.items():
-        if seq in found:
-            for other in hidden:
-                if other in found and found[other] in found[seq]:
-                    del found[other]
-    if "t1c" in found and "t1" in found:  # "t1 ... gd": the contrast word makes the T1 a T1c
-        del found["t1"]
+    for strong, weak in _EXPLAINED.items():
+        if strong in found:
+            found.pop(weak, None)
     return found
 
 
