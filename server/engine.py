@@ -24,14 +24,14 @@ from metaseg_viewer.registry import describe_card, describe_models, group_by_seq
 from metaseg_viewer.encoding import encode_probabilities, rle_encode
 from metaseg_viewer.prediction import Prediction
 from metaseg_viewer.scan import Scan
-from metaseg_viewer.segment import deidentified_stem, lesion_rows, mask_file, mask_suffix, output_stem
+from metaseg_viewer.segment import MEDIA_TYPES, deidentified_stem, lesion_rows, mask_file, mask_suffix, output_stem
 from metaseg_viewer.sequences import MODEL_SEQUENCES, SequenceHint, sequence_hint, sequence_label
 from server.jobs import check_cancel
 from server.kept_uploads import UploadArchive
 from server.merged import MergedCall, Prepared, Share
 from server.settings import ServerSettings
 
-MaskFormat = Literal["auto", "png", "nifti", "json"]
+MaskFormat = Literal["auto", "png", "nifti", "nrrd", "dicom-seg", "json"]
 
 
 class OptionError(InputError):
@@ -120,9 +120,10 @@ class SegmentedUpload:
         :meth:`Engine.read` checked against the input); auto: PNG for a 2-D image, NIfTI for a volume."""
         upload = self.upload
         stem = (deidentified_stem(upload.name) if self.deidentify_names else output_stem(upload.name)) or "upload"
-        data, suffix = mask_file(upload.scan, self.prediction.mask,
-                                 "auto" if upload.mask_format == "json" else upload.mask_format)
-        media_type = "image/png" if suffix.endswith(".png") else "application/gzip"
+        pred = self.prediction
+        data, suffix = mask_file(upload.scan, pred.mask, "auto" if upload.mask_format == "json" else upload.mask_format,
+                                 (pred.model_name, pred.model_version))
+        media_type = MEDIA_TYPES[suffix]
         return data, media_type, stem + suffix
 
 
@@ -214,7 +215,7 @@ class Engine:
             try:
                 mask_suffix(scan, mask_format)  # the core's rule
             except InputError as exc:
-                raise OptionError(f"format={mask_format}: {exc} (format=nifti), or format=json or auto") from None
+                raise OptionError(f"format={mask_format}: {exc}, or format=json") from None
         if self.archive is not None:
             self.archive.keep(data, file_name)
         read_ms = round((time.perf_counter() - start) * 1000, 1)
@@ -224,8 +225,9 @@ class Engine:
         return Upload(file_name, scan, choice, predictor, mask_format, read_ms, prepared)
 
     def read_truth(self, mask: bytes, mask_name: str, scan: Scan) -> np.ndarray:
-        """The true mask of ``scan`` for /evaluate (refused unless it has the scan's size)."""
-        return read_true_mask(mask, scan.shape, name=mask_name, limits=self.limits)
+        """The true mask of ``scan`` for /evaluate: a mask of the scan's size, or a DICOM SEG or
+        NRRD laid on it by geometry (:func:`read_true_mask`)."""
+        return read_true_mask(mask, scan, name=mask_name, limits=self.limits)
 
     def cost(self, uploads: Sequence[Upload], options: Options) -> int:
         """Network passes the request needs: slices x members x (2 with TTA), for each upload's

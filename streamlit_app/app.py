@@ -215,7 +215,7 @@ def truth_for(case: Case) -> tuple[np.ndarray | None, str]:
                               key="truth")
     if upload is not None:
         try:
-            return read_true_mask(upload.getvalue(), case.scan.shape, name=upload.name), upload.name
+            return read_true_mask(upload.getvalue(), case.scan, name=upload.name), upload.name
         except InputError as exc:
             st.error(str(exc))
     if case.truth is not None:

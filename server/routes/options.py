@@ -54,7 +54,9 @@ class OptionFields(BaseModel):
 
 class PredictFields(OptionFields):
     format: MaskFormat = Field(
-        "auto", description="auto: PNG mask for a 2-D image, NIfTI (.nii.gz) for a volume; json: a JSON document")
+        "auto", description="auto: PNG mask for a 2-D image, NIfTI (.nii.gz) for a volume; nrrd: 3D Slicer's "
+                            ".seg.nrrd; dicom-seg: a DICOM SEG on the source series (DICOM input only); json: a JSON "
+                            "document")
     probabilities: bool = Field(False, description="with format=json, also the probability map (8-bit, "
                                                    "metaseg_viewer.encoding.decode_probabilities reads it)")
 

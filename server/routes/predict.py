@@ -33,10 +33,10 @@ log = logging.getLogger("metaseg.server")
 DISCONNECT_POLL_S = 0.25
 
 _MASK_RESPONSES = {200: {
-    "description": "The mask: PNG (0/255) for a 2-D image, gzipped NIfTI in the input's voxel grid for a volume; "
-                   "with format=json, a PredictionResult document. X-Warnings counts the warnings that "
+    "description": "The mask: PNG (0/255) for a 2-D image, gzipped NIfTI in the input's voxel grid for a volume, "
+                   "3D Slicer's .seg.nrrd with format=nrrd, a DICOM SEG with format=dicom-seg; with format=json, a PredictionResult document. X-Warnings counts the warnings that "
                    "format=json would list.",
-    "content": {"image/png": {}, "application/gzip": {},
+    "content": {"image/png": {}, "application/gzip": {}, "application/octet-stream": {}, "application/dicom": {},
                 "application/json": {"schema": {"$ref": "#/components/schemas/PredictionResult"}}},
 }}
 

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from metaseg_viewer.errors import MetaSegError
+from metaseg_viewer.mask_formats import MASK_FORMATS
 from metaseg_viewer.precision import PRECISIONS
 from metaseg_viewer.registry import DEFAULT_MODEL, MODEL_NAMES
 from metaseg_viewer.sequences import MODEL_SEQUENCES
@@ -29,7 +30,7 @@ def _segment(args: argparse.Namespace) -> int:
     from metaseg_viewer.inference import Predictor
     from metaseg_viewer.io import read_scan
     from metaseg_viewer.model_choice import ModelChoiceError, choose_model
-    from metaseg_viewer.segment import deidentified_stem, output_stem, write_outputs
+    from metaseg_viewer.segment import deidentified_stem, mask_suffix, output_stem, write_outputs
     from metaseg_viewer.sequences import SequenceHint, sequence_hint, sequence_label
 
     predictors: dict[str, Predictor] = {}  # one per chosen model, loaded on first use
@@ -63,6 +64,7 @@ def _segment(args: argparse.Namespace) -> int:
 
             try:
                 scan = read_scan(source, color=args.channel)
+                mask_suffix(scan, args.format)  # a format this input cannot have is refused before inference
                 choice = choose_model(sequence_hint(str(source), scan.metadata), args.model, args.sequence)
                 try:
                     predictor = predictor_for(choice.model)
@@ -72,7 +74,7 @@ def _segment(args: argparse.Namespace) -> int:
                 settings = predictor.defaults.override(**overrides)
                 prediction = predictor.predict(scan, settings.threshold, settings.tta, settings.min_lesion_size,
                                                progress)
-                result = write_outputs(scan, prediction, Path(args.out), stem)
+                result = write_outputs(scan, prediction, Path(args.out), stem, args.format)
             except (MetaSegError, ModelChoiceError) as exc:
                 error = str(exc) if str(exc).startswith(str(source)) else f"{source}: {exc}"
             except OSError as exc:
@@ -180,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "sequence each input names in its DICOM description or file name, else "
                           f"{DEFAULT_MODEL}); the line printed per input says which model was used and why")
     seg.add_argument("--out", default="metaseg-out", help="output folder")
+    seg.add_argument("--format", choices=list(MASK_FORMATS), default="auto",
+                     help="mask file: auto = PNG for a 2-D image, NIfTI for a volume; nrrd = 3D Slicer's .seg.nrrd; "
+                          "dicom-seg = a DICOM SEG on the source series (DICOM series input only)")
     seg.add_argument("--threshold", type=float, default=None, help="probability threshold (default: the model card's)")
     tta = seg.add_mutually_exclusive_group()
     tta.add_argument("--tta", dest="tta", action="store_true", default=None, help="horizontal-flip test-time augmentation")

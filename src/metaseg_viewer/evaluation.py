@@ -16,16 +16,30 @@ from metaseg_viewer.errors import InputError
 from metaseg_viewer.io import ReadLimits, Source, read_scan
 from metaseg_viewer.lesions import lesion_scores
 from metaseg_viewer.metrics import dice, hd95, iou
+from metaseg_viewer.scan import Scan
 
 
-def read_true_mask(source: Source, shape: tuple[int, int, int], name: str | None = None,
+def read_true_mask(source: Source, image: Scan | tuple[int, int, int], name: str | None = None,
                    limits: ReadLimits = ReadLimits()) -> np.ndarray:
-    """A mask file (PNG/TIFF 0/255, NIfTI labels, ...) as a bool ``(Z, H, W)`` array of ``shape``.
+    """A mask file as a bool ``(Z, H, W)`` array of the image's shape; any nonzero value is lesion.
 
-    Any nonzero value is lesion. A mask whose size differs from the image's is refused: the
+    ``image`` is the image's :class:`Scan` (or only its shape). A DICOM SEG or NRRD mask
+    (3D Slicer's ``.seg.nrrd``) is laid on the image by geometry, not array order, so it needs
+    the Scan; a SEG made on another series is refused, naming both (:mod:`metaseg_viewer.io.masks`).
+    Any other mask file (PNG/TIFF 0/255, NIfTI labels, ...) must have the image's size: the
     message names both sizes.
     """
-    scan = read_scan(source, name=name, color="gray", limits=limits)
+    from metaseg_viewer.io.masks import needs_geometry, placed_kind, read_placed_mask
+
+    shape = image.shape if isinstance(image, Scan) else tuple(image)
+    label = name or (str(source) if not isinstance(source, (bytes, bytearray, memoryview)) else "mask")
+    if isinstance(image, Scan):
+        placed = read_placed_mask(source, image, label, limits)
+        if placed is not None:
+            return placed
+    elif isinstance(source, (bytes, bytearray, memoryview)) and placed_kind(bytes(source)) is not None:
+        raise needs_geometry(label)
+    scan = read_scan(source, name=name or "", color="gray", limits=limits)
     if scan.shape != tuple(shape):
         raise InputError(f"{scan.source}: the mask is {_size(scan.shape)} but the image is {_size(shape)}; "
                          "accepted: a mask with exactly the image's rows, columns and slices")

@@ -8,8 +8,25 @@ preprocessing step, not a reading step, so training and inference do it the same
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class DicomSource:
+    """The DICOM instances a scan's slices were read from, so that a result can refer back to them
+    (a DICOM SEG references the source instances and copies their patient and study modules).
+
+    Attributes:
+        headers: the source files' ``pydicom.Dataset`` objects without pixel data, in the order
+            the files were read (typed ``Any`` so this module needs no pydicom).
+        frames: for each slice ``z`` of :attr:`Scan.pixels`, ``(i, f)``: ``headers[i]``, frame ``f``
+            (1-based; 1 for a single-frame file).
+    """
+
+    headers: tuple[Any, ...]
+    frames: tuple[tuple[int, int], ...]
 
 
 @dataclass(frozen=True)
@@ -34,6 +51,7 @@ class Scan:
             a NIfTI was reoriented to, which the NIfTI writer uses to go back).
         warnings: what a user must know about how the file was read because the result may be
             wrong or partial (pages skipped, NaN voxels, a blank image); every app shows them.
+        dicom: for DICOM input, the source instances of the slices (:class:`DicomSource`).
     """
 
     pixels: np.ndarray
@@ -45,6 +63,7 @@ class Scan:
     description: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    dicom: DicomSource | None = None
 
     def __post_init__(self) -> None:
         if self.pixels.ndim != 3:

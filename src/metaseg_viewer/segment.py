@@ -2,7 +2,8 @@
 
 The command line reads a file, chooses its model, predicts, then calls :func:`write_outputs`; it is
 a library function so other tools get the same outputs and names: ``<stem>_mask.png`` (or ``_mask.nii.gz`` for a volume or stack),
-``<stem>_overlay.png`` and ``<stem>_lesions.csv``.
+``<stem>_overlay.png`` and ``<stem>_lesions.csv``; on request the mask as 3D Slicer's ``_mask.seg.nrrd``
+or, for a DICOM series, a DICOM SEG ``_mask.seg.dcm``.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
 from metaseg_viewer.errors import InputError
 from metaseg_viewer.io import encode_mask_nifti, encode_mask_png, strip_suffix
 from metaseg_viewer.lesions import lesion_table, lesions_to_rows
+from metaseg_viewer.mask_formats import MASK_FORMATS, MEDIA_TYPES, SUFFIXES, MaskFormat
 from metaseg_viewer.prediction import Prediction
 from metaseg_viewer.preprocessing import DISPLAY_PERCENTILES, window_to_uint8
 from metaseg_viewer.render import encode_png, overlay_stack
@@ -74,27 +75,42 @@ def lesion_rows(scan: Scan, mask: np.ndarray, probabilities: np.ndarray | None =
     return rows
 
 
-MaskFormat = Literal["auto", "png", "nifti"]
 
 
 def mask_suffix(scan: Scan, fmt: MaskFormat = "auto") -> str:
     """The suffix of ``scan``'s mask file in ``fmt``: ``auto`` gives PNG (0/255) for a 2-D image
-    and gzipped NIfTI for a volume or stack. Refuses PNG for more than one slice — checked before
-    any inference by callers that let the user choose."""
+    and gzipped NIfTI for a volume or stack; ``nrrd`` is 3D Slicer's ``.seg.nrrd``; ``dicom-seg``
+    a DICOM SEG, for a DICOM series only. Refuses PNG for more than one slice and DICOM SEG for
+    other input — checked before any inference by callers that let the user choose."""
+    if fmt not in MASK_FORMATS:
+        raise InputError(f"mask format {fmt!r} unknown; accepted: {', '.join(MASK_FORMATS)}")
     if fmt == "png" and scan.n_slices != 1:
         raise InputError(f"a PNG mask holds one slice, but this input has {scan.n_slices}; "
-                         "accepted for volumes and stacks: NIfTI")
+                         "accepted for volumes and stacks: nifti or nrrd")
+    if fmt == "dicom-seg" and (scan.dicom is None or scan.affine is None):
+        raise InputError("a DICOM SEG is made for a DICOM series (it references the source images), but this "
+                         "input is not one with slice positions; accepted for it: auto, png (one slice), nifti or nrrd")
     if fmt == "auto":
         fmt = "png" if scan.n_slices == 1 and not scan.is_volume else "nifti"
-    return "_mask.png" if fmt == "png" else "_mask.nii.gz"
+    return SUFFIXES[fmt]
 
 
-def mask_file(scan: Scan, mask: np.ndarray, fmt: MaskFormat = "auto") -> tuple[bytes, str]:
-    """The mask as a user keeps it, with its suffix (:func:`mask_suffix`); the NIfTI is in the
-    input's voxel grid and affine."""
+def mask_file(scan: Scan, mask: np.ndarray, fmt: MaskFormat = "auto",
+              model: tuple[str, str] = ("", "")) -> tuple[bytes, str]:
+    """The mask as a user keeps it, with its suffix (:func:`mask_suffix`); NIfTI and NRRD are
+    in the input's geometry. ``model``: ``(name, version)`` of the model that made the mask,
+    which a DICOM SEG records as its algorithm."""
     suffix = mask_suffix(scan, fmt)
     if suffix == "_mask.png":
         return encode_mask_png(mask[0]), suffix
+    if suffix == "_mask.seg.nrrd":
+        from metaseg_viewer.io.nrrd import nrrd_bytes
+
+        return nrrd_bytes(mask, scan), suffix
+    if suffix == "_mask.seg.dcm":
+        from metaseg_viewer.io.dicom_seg import seg_bytes
+
+        return seg_bytes(mask, scan, model[0] or "unknown", model[1]), suffix
     return encode_mask_nifti(mask, scan), suffix
 
 
@@ -115,9 +131,11 @@ def _write_atomic(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def write_outputs(scan: Scan, prediction: Prediction, out_dir: Path, stem: str) -> SegmentOutputs:
+def write_outputs(scan: Scan, prediction: Prediction, out_dir: Path, stem: str,
+                  fmt: MaskFormat = "auto") -> SegmentOutputs:
+    """Write the mask (in ``fmt``, see :func:`mask_suffix`), overlay and lesion table of one input."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    data, suffix = mask_file(scan, prediction.mask)
+    data, suffix = mask_file(scan, prediction.mask, fmt, (prediction.model_name, prediction.model_version))
     mask_path = out_dir / f"{stem}{suffix}"
     display = window_to_uint8(scan.pixels, DISPLAY_PERCENTILES)
     overlay_path = out_dir / f"{stem}_overlay.png"
@@ -130,5 +148,5 @@ def write_outputs(scan: Scan, prediction: Prediction, out_dir: Path, stem: str) 
     return SegmentOutputs(mask_path, overlay_path, lesions_path, len(rows), scan.description, scan.warnings)
 
 
-__all__ = ["MaskFormat", "SegmentOutputs", "deidentified_stem", "lesion_csv", "lesion_rows", "mask_file", "mask_suffix", "output_stem",
+__all__ = ["MASK_FORMATS", "MEDIA_TYPES", "MaskFormat", "SegmentOutputs", "deidentified_stem", "lesion_csv", "lesion_rows", "mask_file", "mask_suffix", "output_stem",
            "write_outputs"]

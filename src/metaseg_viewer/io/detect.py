@@ -17,7 +17,7 @@ def detect(head: bytes) -> str | None:
     """Name the format from a file's first bytes; ``None`` when it is none we know.
 
     Names: ``png``, ``jpeg``, ``tiff``, ``dicom`` (with preamble), ``dicom-raw`` (a guess that
-    the DICOM reader confirms), ``nifti``, ``nifti-gz``, ``nifti-pair``, ``gzip``, ``zip``.
+    the DICOM reader confirms), ``nifti``, ``nifti-gz``, ``nifti-pair``, ``gzip``, ``zip``, ``nrrd``.
     """
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
         return "png"
@@ -38,6 +38,8 @@ def detect(head: bytes) -> str | None:
         return "nifti-gz" if _nifti_kind(inner) == "nifti" else "gzip"
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         return "zip"
+    if head.startswith(b"NRRD000"):
+        return "nrrd"
     # A DICOM file without preamble starts with a group 0x0002 or 0x0008 tag (little or big
     # endian), which no text file does; the DICOM reader then also demands pixel data.
     if len(head) >= 8 and (head[:2] in (b"\x02\x00", b"\x08\x00") or head[:2] == b"\x00\x08"):

@@ -21,8 +21,9 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import pydicom
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import BytesLengthException, InvalidDicomError
+from pydicom.tag import Tag
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from metaseg_viewer.errors import InputError, UnsupportedFormatError
@@ -36,7 +37,7 @@ from metaseg_viewer.io.dicom_values import (
     number,
 )
 from metaseg_viewer.io.limits import ACCEPTED_FORMATS, ReadLimits, check_dims, check_size
-from metaseg_viewer.scan import Scan
+from metaseg_viewer.scan import DicomSource, Scan
 
 #: What pydicom raises on truncated or corrupt DICOM data, in dcmread and when an element is
 #: first accessed (pydicom converts element values lazily): InvalidDicomError (not DICOM after
@@ -71,6 +72,7 @@ class _Frame:
     instance: int
     monochrome1: bool
     slice_gap: float | None  # SpacingBetweenSlices, else SliceThickness
+    source: tuple[int, int]  # (index of its dataset, 1-based frame number): DicomSource.frames
 
 
 def read_dicom_file(fh: BinaryIO, *, label: str, color: ColorMode, limits: ReadLimits,
@@ -174,7 +176,7 @@ def _interpret(datasets: list[Dataset], label: str, color: ColorMode,
         for ds in datasets:
             _set_transfer_syntax(ds, label)
         _check_headers(datasets, label, limits)
-        frames = [frame for ds in datasets for frame in _frames(ds, label)]
+        frames = [frame for index, ds in enumerate(datasets) for frame in _frames(ds, index, label)]
         return _to_scan(frames, datasets, label, color)
     except InputError:
         raise
@@ -233,8 +235,8 @@ def _check_headers(datasets: list[Dataset], label: str, limits: ReadLimits) -> N
     check_dims(label, n_frames, rows, columns, limits, max(1, bits // 8) * samples)
 
 
-def _frames(ds: Dataset, label: str) -> list[_Frame]:
-    """Decode a dataset's frames and attach each one's geometry."""
+def _frames(ds: Dataset, index: int, label: str) -> list[_Frame]:
+    """Decode a dataset's frames and attach each one's geometry (``index``: the dataset's place)."""
     try:
         check_pixel_module(ds)
         pixels = ds.pixel_array
@@ -271,6 +273,7 @@ def _frames(ds: Dataset, label: str) -> list[_Frame]:
             instance=integer(ds.get("InstanceNumber"), "InstanceNumber", label, 0),
             monochrome1=mono1,
             slice_gap=gap,
+            source=(index, i + 1),
         ))
     return frames
 
@@ -323,8 +326,20 @@ def _to_scan(frames: list[_Frame], datasets: list[Dataset], label: str, color: C
         ("modality", "Modality"), ("series_description", "SeriesDescription"),
         ("protocol_name", "ProtocolName"), ("contrast_agent", "ContrastBolusAgent"),
         ("series_uid", "SeriesInstanceUID"))}
+    dicom = DicomSource(tuple(_header(ds) for ds in datasets), tuple(f.source for f in frames))
     return Scan(pixels=np.ascontiguousarray(stack), spacing=spacing, affine=affine,
-                is_volume=True, source=label, description=", ".join(notes), metadata=metadata)
+                is_volume=True, source=label, description=", ".join(notes), metadata=metadata, dicom=dicom)
+
+
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+def _header(ds: Dataset) -> Dataset:
+    """``ds`` without its pixel data (elements shared, not converted), kept for the SEG writer."""
+    drop = {Tag(keyword) for keyword in _PIXEL_KEYWORDS}
+    header = Dataset({tag: ds.get_item(tag) for tag in ds.keys() if tag not in drop})
+    header.file_meta = getattr(ds, "file_meta", FileMetaDataset())
+    return header
 
 
 def _sort(frames: list[_Frame], label: str, notes: list[str]

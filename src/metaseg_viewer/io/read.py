@@ -201,6 +201,7 @@ def _read_stream(fh: BinaryIO, head: bytes, label: str, file_name: str, color: C
                       "convert it to a single .nii or .nii.gz",
         "gzip": "a gzip file that does not hold a NIfTI volume",
         "zip": "a ZIP archive; unpack it and give the image, volume or series folder inside",
+        "nrrd": "a NRRD file, which is read only as a true mask (3D Slicer's .seg.nrrd), not as an image",
     }
     problem = problems.get(kind or "", "not an image or volume format this reader knows")
     raise UnsupportedFormatError(f"{label}: {problem}. Accepted: {ACCEPTED_FORMATS}.")
