@@ -211,8 +211,8 @@ def result_for(backend: LocalBackend | RemoteBackend, case: Case, model: str, tt
 
 
 def truth_for(case: Case) -> tuple[np.ndarray | None, str]:
-    upload = st.file_uploader("True mask (optional): same size as the image; any nonzero value is lesion",
-                              key="truth")
+    upload = st.file_uploader("True mask (optional): same size as the image, or a DICOM SEG or .seg.nrrd "
+                              "(laid on the image by position); any nonzero value is lesion", key="truth")
     if upload is not None:
         try:
             return read_true_mask(upload.getvalue(), case.scan, name=upload.name), upload.name
@@ -271,7 +271,7 @@ def main() -> None:
         truth, truth_name = truth_for(case)
         views.scores_panel(mask, truth, scan, truth_name)
     with tabs[3]:
-        views.downloads(scan, case.file_name, display, mask, shown, rows)
+        views.downloads(scan, case.file_name, display, prediction, shown, rows)
 
 
 def compare(backend: LocalBackend | RemoteBackend, case: Case, display: np.ndarray, z: int, settings: dict,

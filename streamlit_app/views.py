@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from metaseg_viewer.errors import InputError
 from metaseg_viewer.evaluation import compare_models, hd95_text, score_against
 from metaseg_viewer.model_choice import ModelChoice
 from metaseg_viewer.prediction import Prediction
@@ -20,7 +21,7 @@ from metaseg_viewer.render import (
     slices_to_show,
 )
 from metaseg_viewer.scan import Scan
-from metaseg_viewer.segment import lesion_csv, mask_file, output_stem
+from metaseg_viewer.segment import MEDIA_TYPES, lesion_csv, mask_file, output_stem
 from metaseg_viewer.sequences import sequence_label
 
 
@@ -124,16 +125,31 @@ def compare_panel(display: np.ndarray, z: int, first: tuple[str, np.ndarray], se
                 f"{stats['first_only']}, {name_b} only: {stats['second_only']}.")
 
 
-def downloads(scan: Scan, file_name: str, display: np.ndarray, mask: np.ndarray, shown: np.ndarray,
+def downloads(scan: Scan, file_name: str, display: np.ndarray, prediction: Prediction, shown: np.ndarray,
               rows: list[dict]) -> None:
+    """Mask, overlay and lesion table; for a volume also 3D Slicer's ``.seg.nrrd``, and for a DICOM
+    series a DICOM SEG on that series (naming the model that made the mask). File names come from
+    the upload's name, never from the DICOM headers."""
     stem = output_stem(file_name) or "scan"
+    mask, model = prediction.mask, (prediction.model_name, prediction.model_version)
     data, suffix = mask_file(scan, mask)
-    columns = st.columns(3)
-    columns[0].download_button("Mask (" + ("PNG" if suffix.endswith(".png") else "NIfTI") + ")", data,
-                               file_name=stem + suffix, mime="image/png" if suffix.endswith(".png") else "application/gzip",
+    files = [("Mask (" + ("PNG" if suffix.endswith(".png") else "NIfTI") + ")", data, suffix)]
+    if suffix != "_mask.png":
+        files.append(("Mask (.seg.nrrd, 3D Slicer)", *mask_file(scan, mask, "nrrd")))
+    seg_problem = ""
+    if scan.dicom is not None:
+        try:
+            files.append(("Mask (DICOM SEG)", *mask_file(scan, mask, "dicom-seg", model)))
+        except InputError as exc:
+            seg_problem = str(exc)
+    columns = st.columns(len(files) + 2)
+    for column, (label, content, suffix) in zip(columns, files):
+        column.download_button(label, content, file_name=stem + suffix, mime=MEDIA_TYPES[suffix],
                                on_click="ignore", width="stretch")
     picture = shown if scan.n_slices == 1 else overlay_stack(display, mask)
-    columns[1].download_button("Overlay (PNG)", encode_png(picture), file_name=f"{stem}_overlay.png",
-                               mime="image/png", on_click="ignore", width="stretch")
-    columns[2].download_button("Lesion table (CSV)", lesion_csv(rows), file_name=f"{stem}_lesions.csv",
-                               mime="text/csv", on_click="ignore", width="stretch")
+    columns[-2].download_button("Overlay (PNG)", encode_png(picture), file_name=f"{stem}_overlay.png",
+                                mime="image/png", on_click="ignore", width="stretch")
+    columns[-1].download_button("Lesion table (CSV)", lesion_csv(rows), file_name=f"{stem}_lesions.csv",
+                                mime="text/csv", on_click="ignore", width="stretch")
+    if seg_problem:
+        st.caption(f"No DICOM SEG for this input: {seg_problem}")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from metaseg_viewer.io import SUFFIXES
+from metaseg_viewer.io import MASK_SUFFIXES, SUFFIXES
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Top-level first-party packages and their folders.
@@ -318,9 +318,9 @@ def _manifests() -> list[Path]:
 
 @pytest.mark.parametrize("manifest", _manifests(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_napari_manifest_claims_exactly_the_accepted_suffixes(manifest):
-    """napari.yaml is static YAML, so its reader patterns are a copy of io.SUFFIXES."""
+    """napari.yaml is static YAML, so its reader patterns are a copy of io.SUFFIXES and io.MASK_SUFFIXES."""
     text = manifest.read_text(encoding="utf-8")
     found = re.findall(r"filename_patterns:\s*\[([^\]]*)\]", text)
     assert len(found) == 1, f"{manifest}: expected one inline filename_patterns list"
     patterns = sorted(p.strip().strip("\"'") for p in found[0].split(","))
-    assert patterns == sorted(f"*{suffix}" for suffix in SUFFIXES)
+    assert patterns == sorted(f"*{suffix}" for suffix in (*SUFFIXES, *MASK_SUFFIXES))

@@ -144,3 +144,15 @@ def test_nrrd_for_an_image_without_geometry_reads_back(tmp_path: Path) -> None:
     assert np.array_equal(read_true_mask(nrrd_bytes(mask, scan), scan, name="m.seg.nrrd"), mask)
     with pytest.raises(InputError, match="by geometry"):
         read_true_mask(nrrd_bytes(mask, scan), scan.shape, name="m.seg.nrrd")
+
+
+def test_seg_says_how_the_mask_was_made(series: Series) -> None:
+    scan, truth = _scan_and_truth(series)
+    manual = hd.seg.segread(BytesIO(seg_bytes(truth, scan, "ignored", "x", algorithm_type="manual"))).SegmentSequence[0]
+    assert manual.SegmentAlgorithmType == "MANUAL" and "SegmentationAlgorithmIdentificationSequence" not in manual
+    edited = hd.seg.segread(BytesIO(seg_bytes(truth, scan, "unetpp", "ab12", algorithm_type="semiautomatic")))
+    segment = edited.SegmentSequence[0]
+    assert segment.SegmentAlgorithmType == "SEMIAUTOMATIC"
+    assert segment.SegmentationAlgorithmIdentificationSequence[0].AlgorithmName == "unetpp"
+    with pytest.raises(InputError, match="accepted: automatic, semiautomatic, manual"):
+        seg_bytes(truth, scan, "m", "v", algorithm_type="by hand")  # type: ignore[arg-type]

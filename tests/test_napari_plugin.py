@@ -41,7 +41,8 @@ def test_plugin_is_discovered_with_all_contributions() -> None:
     assert manifest.name == PLUGIN
     contributions = manifest.contributions
     assert [r.command for r in contributions.readers] == [f"{PLUGIN}.get_reader"]
-    assert [w.layer_types for w in contributions.writers] == [["labels"]]
+    assert [(w.command, w.layer_types) for w in contributions.writers] == [
+        (f"{PLUGIN}.{name}", ["labels"]) for name in ("write_labels", "write_dicom_seg", "write_seg_nrrd")]
     assert {s.key for s in contributions.sample_data} == {"flair_slice", "flair_volume", "t1c_slice"}
     assert [w.display_name for w in contributions.widgets] == ["Lesion segmentation"]
 

@@ -90,7 +90,7 @@ def test_bad_files_get_a_message_and_good_ones_are_still_shown() -> None:
     assert "good.png" in at.markdown[0].value
 
 
-def test_volume_has_a_slice_slider_strip_and_nifti_download() -> None:
+def test_volume_has_a_slice_slider_strip_and_nifti_and_nrrd_downloads() -> None:
     at = page()
     at.radio(key="input_kind").set_value("Sample volume").run()
     assert not at.exception and not at.error
@@ -98,7 +98,7 @@ def test_volume_has_a_slice_slider_strip_and_nifti_download() -> None:
     assert 1 <= slider.value <= 24
     assert any("Slices with lesions" in c.value for c in at.caption)
     labels = [b.proto.label for b in at.get("download_button")]
-    assert labels == ["Mask (NIfTI)", "Overlay (PNG)", "Lesion table (CSV)"]
+    assert labels == ["Mask (NIfTI)", "Mask (.seg.nrrd, 3D Slicer)", "Overlay (PNG)", "Lesion table (CSV)"]
 
 
 def test_compare_runs_both_networks_and_reports_agreement() -> None:

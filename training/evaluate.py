@@ -84,11 +84,17 @@ def predict_folder(predictor: Predictor, slices: list[SliceFile], tta: bool,
 
 
 def score(predictions: list[VolumePrediction], threshold: float, min_lesion_size: int) -> tuple[dict, list[dict]]:
-    """Summary (the JSON keys of ``evaluate``) and one row per volume."""
+    """Summary (the JSON keys of ``evaluate``) and one row per volume, at the apps' thresholding."""
+    masks = [binarize(np.stack(v.probabilities), threshold, min_lesion_size, volume=False) for v in predictions]
+    return score_masks(predictions, masks)
+
+
+def score_masks(predictions: list[VolumePrediction], masks: list[np.ndarray]) -> tuple[dict, list[dict]]:
+    """:func:`score` for masks made some other way (one ``(Z, H, W)`` mask per volume), so a
+    post-processing experiment is scored exactly as the shipped settings are."""
     rows, lesions_per_volume = [], []
     all_pred, all_ref = [], []
-    for v in predictions:
-        pred = binarize(np.stack(v.probabilities), threshold, min_lesion_size, volume=False)
+    for v, pred in zip(predictions, masks, strict=True):
         ref = np.stack(v.references)
         all_pred += list(pred)
         all_ref += list(ref)

@@ -2,7 +2,9 @@
 
 napari layers hold ``(H, W)`` for one image and ``(Z, H, W)`` for a stack, with ``scale`` in
 millimetres per axis; the core works on ``(Z, H, W)`` scans. A layer opened by this plugin's
-reader keeps its Scan in ``metadata["metaseg_scan"]`` (for the affine when saving NIfTI).
+reader keeps its Scan in ``metadata["metaseg_scan"]`` (for the affine when saving NIfTI), and so
+does a labels layer the widget or the reader makes for it; the widget's result layers also keep
+their :class:`~metaseg_napari._results.LayerResult` in ``metadata["metaseg_result"]``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from metaseg_viewer.preprocessing import DISPLAY_PERCENTILES
 from metaseg_viewer.scan import Scan
 
 SCAN_KEY = "metaseg_scan"
+RESULT_KEY = "metaseg_result"
 
 
 def scan_layer_data(scan: Scan, name: str) -> tuple[np.ndarray, dict, str]:

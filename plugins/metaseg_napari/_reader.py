@@ -2,8 +2,11 @@
 
 A mask beside ``X.tif`` is ``X_mask.tif`` (the LGG kaggle_3m layout) or ``../masks/X.*`` when
 ``X`` sits in an ``images/`` folder (the images/masks layout); it opens as a labels layer.
-A file that is itself such a mask opens as a labels layer only. What the core warns about a file
-(pages skipped, NaN voxels, a blank image) appears as a napari warning notification.
+A file that is itself such a mask opens as a labels layer only. A DICOM SEG (told by content) or
+a NRRD mask (3D Slicer's ``.seg.nrrd``) opens as a labels layer on an image already open, laid on
+it by geometry (:func:`metaseg_viewer.evaluation.read_true_mask`), or is refused saying why. What
+the core warns about a file (pages skipped, NaN voxels, a blank image) appears as a napari warning
+notification.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ from pathlib import Path
 from napari.utils.notifications import show_warning
 
 from metaseg_viewer.errors import InputError
-from metaseg_viewer.io import SUFFIXES, read_scan
+from metaseg_viewer.evaluation import read_true_mask
+from metaseg_viewer.io import MASK_SUFFIXES, SUFFIXES, read_scan
+from metaseg_viewer.io.masks import placed_kind
 from metaseg_viewer.segment import output_stem
-from metaseg_napari._layers import mask_layer_data, scan_layer_data
+from metaseg_napari._layers import mask_layer_data, scan_layer_data, scan_of_layer
 
 LayerData = tuple
 
@@ -24,7 +29,7 @@ LayerData = tuple
 def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerData]] | None:
     """npe2 reader contribution: claim the paths this plugin can open, else None."""
     paths = [Path(p) for p in (path if isinstance(path, list) else [path])]
-    if all(p.is_dir() or p.name.lower().endswith(SUFFIXES) for p in paths):
+    if all(p.is_dir() or p.name.lower().endswith((*SUFFIXES, *MASK_SUFFIXES)) for p in paths):
         return read_layers
     return None
 
@@ -42,6 +47,13 @@ def _is_mask(path: Path) -> bool:
 
 
 def _read_one(path: Path) -> list[LayerData]:
+    if path.is_file() and path.name.lower().endswith((".dcm", *MASK_SUFFIXES)):
+        data = path.read_bytes()
+        kind = placed_kind(data)
+        if kind is not None:
+            return [_placed_mask(path, data, kind)]
+        if path.name.lower().endswith(MASK_SUFFIXES):
+            raise InputError(f"{path.name}: not a NRRD file. Accepted: a NRRD mask such as 3D Slicer's .seg.nrrd")
     name = output_stem(path)
     if _is_mask(path):
         scan = read_scan(path, color="gray")
@@ -58,6 +70,36 @@ def _read_one(path: Path) -> list[LayerData]:
                              f"{scan.shape[1:]}; a mask must have the image's size")
         layers.append(mask_layer_data(mask.pixels != 0, scan, f"{name} true mask"))
     return layers
+
+
+def _placed_mask(path: Path, data: bytes, kind: str) -> LayerData:
+    """A DICOM SEG or NRRD mask as a labels layer on the open image it fits by geometry (the
+    most recently added first)."""
+    from napari import current_viewer
+    from napari.layers import Image
+
+    what = "DICOM SEG" if kind == "dicom-seg" else "NRRD mask"
+    viewer = current_viewer()
+    images = [layer for layer in (viewer.layers if viewer is not None else []) if isinstance(layer, Image)]
+    if not images:
+        raise InputError(f"{path.name}: a {what} is laid on its image by position and orientation, and no image is "
+                         "open. Open the image (for a SEG, its DICOM series) first, then this mask")
+    reasons = []
+    for layer in reversed(images):
+        scan = scan_of_layer(layer)
+        try:
+            mask = read_true_mask(data, scan, name=path.name)
+        except InputError as exc:
+            reasons.append(str(exc) if len(images) == 1 else f"on {layer.name}: {exc}")
+            continue
+        return mask_layer_data(mask, scan, f"{_mask_name(path)} on {layer.name}")
+    raise InputError("; ".join(reasons))
+
+
+def _mask_name(path: Path) -> str:
+    lower = path.name.lower()
+    cut = next((s for s in (".seg.nrrd", ".nrrd", ".seg.dcm", ".dcm") if lower.endswith(s)), "")
+    return path.name[: len(path.name) - len(cut)]
 
 
 def true_mask_beside(path: Path) -> Path | None:

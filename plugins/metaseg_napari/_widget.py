@@ -47,11 +47,10 @@ from metaseg_viewer.scan import Scan
 from metaseg_viewer.segment import lesion_rows
 from metaseg_viewer.sequences import sequence_label
 from metaseg_napari._choice import AUTO, choice_text, choose, model_menu, sequence_menu
-from metaseg_napari._layers import SCAN_KEY, as_stack, like_layer, scan_of_layer
+from metaseg_napari._layers import RESULT_KEY, SCAN_KEY, as_stack, like_layer, scan_of_layer
 from metaseg_napari._results import Cancelled, LayerResult, run_model
 from metaseg_napari._writer import write_labels
 
-RESULT_KEY = "metaseg_result"
 DISAGREEMENT = {0: "transparent", 1: "orange", 2: "deepskyblue"}
 
 

@@ -10,7 +10,7 @@ dispatch in :mod:`.read`, writers in :mod:`.writers`, accepted file suffixes in 
 from metaseg_viewer.io.channels import ColorMode, to_single_channel
 from metaseg_viewer.io.limits import ACCEPTED_FORMATS, ReadLimits
 from metaseg_viewer.io.read import Source, read_scan, read_scans
-from metaseg_viewer.io.suffixes import SUFFIXES, strip_suffix, suffix_of
+from metaseg_viewer.io.suffixes import MASK_SUFFIXES, SUFFIXES, strip_suffix, suffix_of
 from metaseg_viewer.io.writers import (
     encode_mask_nifti,
     encode_mask_png,
@@ -22,6 +22,7 @@ from metaseg_viewer.io.writers import (
 
 __all__ = [
     "ACCEPTED_FORMATS",
+    "MASK_SUFFIXES",
     "SUFFIXES",
     "ColorMode",
     "ReadLimits",

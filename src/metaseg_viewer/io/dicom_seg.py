@@ -19,6 +19,7 @@ prefix of its weights), the software by MetaSeg Viewer's version.
 from __future__ import annotations
 
 from io import BytesIO
+from typing import Literal
 
 import numpy as np
 import pydicom
@@ -35,6 +36,9 @@ from metaseg_viewer.scan import Scan
 SEG_CLASSES = ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7")
 MANUFACTURER = "MetaSeg Viewer"
 SEGMENT_LABEL = "lesion"
+AlgorithmType = Literal["automatic", "semiautomatic", "manual"]
+#: How the segment was made, as DICOM's Segment Algorithm Type says it.
+ALGORITHM_TYPES: tuple[str, ...] = ("automatic", "semiautomatic", "manual")
 # Type 2 attributes highdicom copies from the source; an anonymised series may lack them.
 _TYPE2 = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID",
           "StudyDate", "StudyTime", "ReferringPhysicianName")
@@ -43,12 +47,15 @@ _NEEDED = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceU
 
 
 def seg_bytes(mask: np.ndarray, scan: Scan, model_name: str, model_version: str, *,
-              include_empty: bool = False) -> bytes:
+              include_empty: bool = False, algorithm_type: AlgorithmType = "automatic") -> bytes:
     """A binary DICOM SEG of the ``(Z, H, W)`` ``mask`` of a scan read from a DICOM series.
 
     Only slices with lesion get a frame unless ``include_empty``; a mask without lesion still
-    gives a valid SEG (highdicom keeps one empty frame). Raises InputError for a scan that did
-    not come from single-frame DICOM images with position, orientation and frame of reference.
+    gives a valid SEG (highdicom keeps one empty frame). ``algorithm_type``: ``automatic`` for a
+    model's mask as it came, ``semiautomatic`` for a model's mask edited by hand (both name the
+    model), ``manual`` for a mask drawn by hand (no algorithm is named; ``model_name`` and
+    ``model_version`` are ignored). Raises InputError for a scan that did not come from
+    single-frame DICOM images with position, orientation and frame of reference.
     """
     import highdicom as hd
     from pydicom.sr.codedict import codes
@@ -60,18 +67,23 @@ def seg_bytes(mask: np.ndarray, scan: Scan, model_name: str, model_version: str,
     mask = np.asarray(mask)
     if mask.shape != scan.shape:
         raise InputError(f"mask shape {mask.shape} does not match the scan's {scan.shape}")
-    algorithm = hd.AlgorithmIdentificationSequence(name=model_name, family=codes.cid7162.ArtificialIntelligence,
-                                                   version=model_version or "unknown")
+    if algorithm_type not in ALGORITHM_TYPES:
+        raise InputError(f"algorithm type {algorithm_type!r} unknown; accepted: {', '.join(ALGORITHM_TYPES)}")
+    manual = algorithm_type == "manual"
+    algorithm = None if manual else hd.AlgorithmIdentificationSequence(
+        name=model_name, family=codes.cid7162.ArtificialIntelligence, version=model_version or "unknown")
     segment = hd.seg.SegmentDescription(
         segment_number=1, segment_label=SEGMENT_LABEL,
         segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
-        segmented_property_type=codes.SCT.Lesion, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        segmented_property_type=codes.SCT.Lesion,
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues[algorithm_type.upper()],
         algorithm_identification=algorithm, anatomic_regions=[codes.SCT.Brain])
     seg = hd.seg.Segmentation(
         source_images=sources, pixel_array=(mask != 0).astype(np.uint8),
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY, segment_descriptions=[segment],
         series_instance_uid=generate_uid(), series_number=9901, sop_instance_uid=generate_uid(), instance_number=1,
-        manufacturer=MANUFACTURER, manufacturer_model_name=f"{MANUFACTURER} {model_name}",
+        manufacturer=MANUFACTURER,
+        manufacturer_model_name=MANUFACTURER if manual else f"{MANUFACTURER} {model_name}",
         software_versions=__version__, device_serial_number="none", series_description="MetaSeg lesion",
         omit_empty_frames=not include_empty)
     buffer = BytesIO()

@@ -10,6 +10,10 @@ from __future__ import annotations
 #: Lower-case suffixes of the accepted formats, in the order napari's reader looks for a mask
 #: beside an image. No suffix ends another, so at most one matches a name.
 SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".nii", ".nii.gz")
+#: Suffixes of files that hold only masks, never an image: NRRD (3D Slicer's ``.seg.nrrd``), read
+#: as a true mask by geometry (:func:`metaseg_viewer.evaluation.read_true_mask`). A DICOM SEG
+#: ends in ``.dcm`` like an image and is told by its content.
+MASK_SUFFIXES = (".nrrd",)
 
 
 def suffix_of(name: str) -> str:
