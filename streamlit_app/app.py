@@ -51,7 +51,9 @@ def load_predictor(name: str, precision: str = "auto") -> Predictor:
 def sidebar() -> tuple[LocalBackend | RemoteBackend, dict[str, dict], str | None, str | None, dict]:
     """The backend, its models by name, the sequence and model asked for (``None``: automatic) and
     the display settings, with ``settings["box"]``: the sidebar's place for the per-model settings,
-    drawn by :func:`model_settings` once the input has decided the model."""
+    drawn by :func:`model_settings` once the input has decided the model. A backend that cannot
+    list its models gives ``settings["problem"]`` (reported once by :func:`main`, below the
+    uploader, which stays usable) and no models."""
     bar = st.sidebar
     bar.header("Segmentation")
     where = bar.radio("Run the network on", ["This computer", "A MetaSeg server"], key="where", persist_state="page",
@@ -67,15 +69,13 @@ def sidebar() -> tuple[LocalBackend | RemoteBackend, dict[str, dict], str | None
                               help="auto: bf16 where this computer's CPU (AMX / AVX512-BF16) or GPU computes it "
                                    "natively (about 2x faster, masks within 0.99 Dice of fp32), fp32 elsewhere.")
         backend = LocalBackend(lambda name: load_predictor(name, precision), precision)
+    problem = ""
     try:
         models = {m["name"]: m for m in backend.models()}
     except BackendError as exc:
-        bar.error(str(exc))
-        st.error(str(exc))
-        st.stop()
-    if not models:
-        st.error(f"{backend.where} offers no model.")
-        st.stop()
+        models, problem = {}, str(exc)
+    if not models and not problem:
+        problem = f"{backend.where} offers no model."
     sequence = bar.radio("Sequence", [AUTO, *FAMILIES], key="sequence", persist_state="page",
                          format_func=lambda s: "Auto (from the file)" if s == AUTO else sequence_label(s),
                          help="The MRI sequence of the input: each model was trained for one. Auto reads it from "
@@ -87,7 +87,7 @@ def sidebar() -> tuple[LocalBackend | RemoteBackend, dict[str, dict], str | None
                           format_func=lambda n: _model_entry(n, sequence, models),
                           help="Automatic: the default model of the sequence chosen above (or the file's). A "
                                "model picked here runs whatever the file says; a visible mismatch is warned about.")
-    settings: dict = {"box": bar.container()}
+    settings: dict = {"box": bar.container(), "problem": problem}
     bar.header("Display")
     settings["opacity"] = bar.slider("Overlay opacity", 0.0, 1.0, 0.35, 0.05, key="opacity")
     settings["color"] = views.hex_to_rgb(bar.color_picker("Overlay colour", "#FF3030", key="color"))
@@ -149,7 +149,8 @@ def choose_case() -> Case | None:
         "Brain MRI: PNG, JPEG, TIFF, DICOM or NIfTI", accept_multiple_files=True, key="uploads",
         on_change=lambda: st.session_state.update(input_kind="Upload files"),
         help="The format is recognised from the content. Several images are segmented one by one; "
-             "the .dcm files of one series, uploaded together, form one volume.")
+             "the .dcm files of one series, uploaded together, form one volume. A mask uploaded with its "
+             "image is that image's true mask, paired by name: `X_mask.*` (or `masks/X.*`) belongs to `X.*`.")
     st.caption(f"Up to {limit_mb} MB per file. LGG kaggle_3m 3-channel TIFFs are read as their FLAIR channel; "
                "other colour images as luminance.")
     kind = st.radio("Show", ["Upload files", *SAMPLES], horizontal=True, key="input_kind", persist_state="page")
@@ -211,6 +212,7 @@ def result_for(backend: LocalBackend | RemoteBackend, case: Case, model: str, tt
 
 
 def truth_for(case: Case) -> tuple[np.ndarray | None, str]:
+    """The true mask: uploaded here, else the one uploaded beside the image (or the sample's)."""
     upload = st.file_uploader("True mask (optional): same size as the image, or a DICOM SEG or .seg.nrrd "
                               "(laid on the image by position); any nonzero value is lesion", key="truth")
     if upload is not None:
@@ -219,7 +221,7 @@ def truth_for(case: Case) -> tuple[np.ndarray | None, str]:
         except InputError as exc:
             st.error(str(exc))
     if case.truth is not None:
-        return case.truth, "the sample's synthetic true mask"
+        return case.truth, case.truth_name or "the true mask"
     return None, ""
 
 
@@ -229,6 +231,9 @@ def main() -> None:
     st.caption(HONESTY)
     backend, models, sequence, asked_model, settings = sidebar()
     case = choose_case()
+    if settings["problem"]:
+        st.error(settings["problem"])
+        return
     if case is None:
         return
     scan = case.scan
@@ -255,22 +260,26 @@ def main() -> None:
     views.choice_line(choice, models[model])
     for warning in (*choice.warnings, *scan.warnings):
         st.warning(warning)
+    truth, truth_name = truth_for(case)
     z = views.pick_slice(scan, mask, key=f"slice_{case.key}")
     networks = [n for n in family_networks(choice.sequence or "") if n in models]
     compare_title = "Compare " + " and ".join(model_label(m) for m in networks[:2]) if len(networks) > 1 else "Compare"
-    tabs = st.tabs(["Segmentation", compare_title, "Lesions and scores", "Downloads"])
-    with tabs[0]:
-        shown = views.segmentation_panel(display, prediction, z, settings["color"], settings["opacity"],
-                                         settings["outline"])
+    titles = {"segmentation": "Segmentation", "compare": compare_title, "lesions": "Lesions and scores",
+              "downloads": "Downloads"}
+    # A radio bound to the session, not st.tabs: tabs fall back to the first on every rerun.
+    view = st.radio("View", list(titles), format_func=titles.get, horizontal=True, key="view",
+                    persist_state="page", label_visibility="collapsed")
+    shown = views.overlay_of(display, mask, z, settings)
+    if view == "segmentation":
+        views.segmentation_panel(display, prediction, z, shown, truth)
         if scan.n_slices > 1:
-            views.lesion_strip(display, mask, settings["color"], settings["opacity"])
-    with tabs[1]:
+            views.lesion_strip(display, mask, settings["color"], settings["opacity"], truth)
+    elif view == "compare":
         compare(backend, case, display, z, settings, networks, choice.sequence)
-    with tabs[2]:
-        views.lesion_table(rows, scan)
-        truth, truth_name = truth_for(case)
+    elif view == "lesions":
+        views.lesion_table(rows, scan, mask)
         views.scores_panel(mask, truth, scan, truth_name)
-    with tabs[3]:
+    else:
         views.downloads(scan, case.file_name, display, prediction, shown, rows)
 
 

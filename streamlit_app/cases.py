@@ -10,9 +10,11 @@ import numpy as np
 from PIL import Image
 
 from metaseg_viewer.errors import InputError
+from metaseg_viewer.evaluation import read_true_mask
 from metaseg_viewer.io import ReadLimits, encode_nifti, read_scan, read_scans
 from metaseg_viewer.samples import make_slice, make_volume
 from metaseg_viewer.scan import Scan
+from metaseg_viewer.segment import output_stem
 
 
 @dataclass(frozen=True)
@@ -23,7 +25,8 @@ class Case:
     file_name: str
     data: bytes
     scan: Scan
-    truth: np.ndarray | None = None  # bool (Z, H, W); only the synthetic samples come with one
+    truth: np.ndarray | None = None  # bool (Z, H, W): the sample's own, or a mask uploaded beside the image
+    truth_name: str = ""
 
     @property
     def key(self) -> str:
@@ -31,19 +34,45 @@ class Case:
         return hashlib.sha1(self.data).hexdigest()
 
 
+def mask_of(name: str) -> str | None:
+    """The image stem a mask upload belongs to, or ``None`` for an image: ``X_mask.*`` (the LGG
+    kaggle_3m layout) or ``masks/X.*`` (the images/masks layout, where the upload keeps its
+    folder) — the rule of the napari reader and the training layouts."""
+    stem = output_stem(name)
+    if stem.lower().endswith("_mask"):
+        return stem[: -len("_mask")]
+    parts = name.replace("\\", "/").split("/")
+    return stem if len(parts) > 1 and parts[-2].lower() == "masks" else None
+
+
 def cases_from_uploads(files: list[tuple[str, bytes]], limits: ReadLimits = ReadLimits()) -> tuple[list[Case], list[str]]:
-    """Readable uploads as cases (a DICOM series' files as one), and one message per bad file."""
+    """Readable uploads as cases (a DICOM series' files as one), and one message per bad file.
+    A mask uploaded with its image (see :func:`mask_of`) becomes that case's true mask, not a case."""
+    masks = {stem: (name, data) for name, data in files if (stem := mask_of(name)) is not None}
+    images = [(name, data) for name, data in files if mask_of(name) is None]
     cases: list[Case] = []
     problems: list[str] = []
-    by_name = dict(files)
-    for label, result in read_scans(files, limits=limits):
+    by_name = dict(images)
+    for label, result in read_scans(images, limits=limits) if images else []:
         if isinstance(result, InputError):
             problems.append(str(result))
-        elif label in by_name:
-            cases.append(Case(label, label, by_name[label], result))
+            continue
+        if label in by_name:
+            case = Case(label, label, by_name[label], result)
         else:  # a series of several files: a server gets it as one NIfTI in the same voxel order
             plain = Scan(pixels=result.pixels, spacing=result.spacing, is_volume=True)
-            cases.append(Case(label, "series.nii.gz", encode_nifti(result.pixels, plain), result))
+            case = Case(label, "series.nii.gz", encode_nifti(result.pixels, plain), result)
+        paired = masks.pop(output_stem(label), None)
+        if paired is not None:
+            try:
+                truth = read_true_mask(paired[1], result, name=paired[0])
+                case = Case(case.label, case.file_name, case.data, case.scan, truth, paired[0])
+            except InputError as exc:
+                problems.append(str(exc))
+        cases.append(case)
+    for stem, (name, _) in masks.items():
+        problems.append(f"{name} is named as the mask of an image {stem}.*, but no such image was uploaded with it; "
+                        "upload the image and its mask together")
     return cases, problems
 
 
@@ -69,4 +98,4 @@ def sample_case(kind: str, sequence: str = "flair") -> Case:
         raise ValueError(f"unknown sample {kind!r}; use 'slice' or 'volume'")
     scan = read_scan(data, name=name)
     label = f"Built-in sample {kind} (synthetic {'FLAIR' if sequence == 'flair' else sequence.capitalize()})"
-    return Case(label, name, data, scan, truth.astype(bool))
+    return Case(label, name, data, scan, truth.astype(bool), "the sample's synthetic true mask")

@@ -353,3 +353,38 @@ def test_scores_with_an_empty_truth_or_prediction_use_the_core_wording(segmented
     widget.score()
     assert "undefined (the prediction is empty)" in widget.score_label.text()
     assert empty.name in [layer.name for layer in viewer.layers]
+
+
+def test_volume_table_slices_match_the_slider_and_an_old_score_is_marked_or_cleared(make_napari_viewer, qtbot,
+                                                                                    monkeypatch) -> None:
+    """Without a network: the 'model' returns the true mask as probabilities."""
+    from metaseg_viewer.config import InferenceConfig
+    from metaseg_viewer.lesions import lesion_table
+    from metaseg_viewer.prediction import Prediction
+
+    viewer, widget = _volume_and_widget(make_napari_viewer, "attention-unet")
+    truth = viewer.layers["synthetic FLAIR volume true mask"].data != 0
+
+    def oracle(_name, scan, *_args, **_kwargs):
+        return Prediction.from_probabilities(np.where(truth, 0.9, 0.0), InferenceConfig(), True,
+                                             model_name="attention-unet", model_version="test")
+
+    monkeypatch.setattr(_widget, "run_model", oracle)
+    widget.segment(whole_stack=True)
+    qtbot.waitUntil(lambda: not widget.is_busy(), timeout=60_000)
+    lesions = lesion_table(truth)
+    first, stop = lesions[0].bbox[0]
+    assert widget.table.item(0, 1).text() == f"{first}–{stop - 1}"  # napari's slider counts from 0
+    widget.jump_to_lesion(0)
+    assert first <= viewer.dims.current_step[0] <= stop - 1
+    widget.truth_combo.setCurrentText("synthetic FLAIR volume true mask")
+    widget.score()
+    assert widget.score_label.text().startswith("Dice 1.000")
+    widget.threshold.setValue(95)  # the mask is now empty: the shown Dice no longer describes it
+    assert widget.score_label.text().startswith(_widget.STALE) and "Dice 1.000" in widget.score_label.text()
+    widget.score()
+    assert widget.score_label.text().startswith("Dice 0.000")
+    viewer.add_labels(np.zeros((2, 8, 8), np.uint8), name="other size")
+    widget.truth_combo.setCurrentText("other size")
+    widget.score()  # refused: no figures of the earlier score stay behind
+    assert widget.score_label.text() == ""

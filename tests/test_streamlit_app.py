@@ -42,19 +42,21 @@ def test_upload_shows_overlay_table_and_scores_against_an_uploaded_mask() -> Non
     assert not at.exception and not at.error
     header = at.markdown[0].value
     assert "flair.png" in header and "Ensemble" in header and "lesion" in header
-    images = [c for column in at.tabs[0].columns for c in column.children.values() if c.type == "image"]
-    assert len(images) == 4  # input, CLAHE, probability map, overlay
+    assert len(at.get("image")) == 4  # input, CLAHE, probability map, overlay
     at.file_uploader(key="truth").set_value(("truth.png", encode_mask_png(SLICE.mask), "image/png")).run()
+    assert len(at.get("image")) == 5  # and the error map against the true mask
+    at.radio(key="view").set_value("lesions").run()
     expected = Predictor.load("ensemble", device="cpu").predict(read_scan(png(SLICE.image))).mask[0]
     inter = (expected & SLICE.mask).sum()
     assert metric(at, "Dice") == f"{2 * inter / (expected.sum() + SLICE.mask.sum()):.3f}"
     table = at.dataframe[0].value
-    assert len(table) >= 1 and {"size_px", "centroid_row", "mean_probability"} <= set(table.columns)
+    assert len(table) >= 1 and {"Pixels", "Centroid row (px)", "Mean probability"} <= set(table.columns)
 
 
 def test_threshold_re_derives_the_mask_without_running_the_network_again(monkeypatch: pytest.MonkeyPatch) -> None:
     at = page()
     at.radio(key="input_kind").set_value("Sample slice").run()
+    at.radio(key="view").set_value("lesions").run()
     dice_at_card = metric(at, "Dice")
     results = dict(at.session_state["results"])
     calls = {"n": 0}
@@ -97,6 +99,7 @@ def test_volume_has_a_slice_slider_strip_and_nifti_and_nrrd_downloads() -> None:
     slider = next(s for s in at.slider if s.label == "Slice")
     assert 1 <= slider.value <= 24
     assert any("Slices with lesions" in c.value for c in at.caption)
+    at.radio(key="view").set_value("downloads").run()
     labels = [b.proto.label for b in at.get("download_button")]
     assert labels == ["Mask (NIfTI)", "Mask (.seg.nrrd, 3D Slicer)", "Overlay (PNG)", "Lesion table (CSV)"]
 
@@ -104,6 +107,7 @@ def test_volume_has_a_slice_slider_strip_and_nifti_and_nrrd_downloads() -> None:
 def test_compare_runs_both_networks_and_reports_agreement() -> None:
     at = page()
     at.radio(key="input_kind").set_value("Sample slice").run()
+    at.radio(key="view").set_value("compare").run()
     at.button(key="compare").click().run()
     assert not at.exception and not at.error
     text = " ".join(m.value for m in at.markdown)
@@ -147,6 +151,7 @@ def test_remote_mode_against_a_real_server_matches_the_local_core() -> None:
         at = page()
         at.radio(key="input_kind").set_value("Sample slice").run()
         at.selectbox(key="model").set_value("attention-unet").run()
+        at.radio(key="view").set_value("lesions").run()
         local = metric(at, "Dice")
         at.radio(key="where").set_value("A MetaSeg server").run()
         at.text_input(key="server_url").input(url).run()
@@ -166,6 +171,7 @@ def test_empty_prediction_or_truth_shows_hd95_as_the_core_words_it(image: np.nda
     at = page()
     at.file_uploader(key="uploads").set_value(("flair.png", png(image), "image/png")).run()
     at.file_uploader(key="truth").set_value(("truth.png", encode_mask_png(truth), "image/png")).run()
+    at.radio(key="view").set_value("lesions").run()
     assert not at.exception and not at.error
     assert metric(at, "HD95") == expected
     assert metric(at, "Dice") == "0.000"
@@ -192,7 +198,8 @@ def test_an_upload_named_t1ce_gets_the_t1c_model_and_the_page_says_why() -> None
     assert "**Why:** file name says 't1ce'" in said
     assert "Settings of Attention U-Net (T1c)" in [c.value for c in at.sidebar.caption]
     assert at.slider(key="threshold_t1c-attention-unet").value == 0.45  # the T1c card's own threshold
-    assert "nothing to compare" in " ".join(c.value for c in at.tabs[1].caption)  # one network in the T1c family
+    at.radio(key="view").set_value("compare").run()
+    assert "nothing to compare" in " ".join(c.value for c in at.caption)  # one network in the T1c family
 
 
 def test_a_flair_model_forced_on_a_t1c_file_shows_a_warning_not_a_refusal() -> None:
@@ -210,6 +217,7 @@ def test_the_t1c_sample_case_is_offered_beside_the_flair_ones() -> None:
     at.radio(key="input_kind").set_value("Sample T1c slice").run()
     assert not at.exception and not at.error
     assert "synthetic T1c" in at.markdown[0].value and "Attention U-Net (T1c)" in at.markdown[1].value
+    at.radio(key="view").set_value("lesions").run()
     assert metric(at, "Lesions found")  # scored against the sample's own true mask
 
 
@@ -242,3 +250,84 @@ def test_the_server_backend_names_the_model_and_sends_the_sequence(monkeypatch: 
     assert kwargs["params"]["model"] == "t1c-attention-unet" and kwargs["data"] == {"sequence": "t1c"}
     assert result.prediction.model_name == "t1c-attention-unet"
     assert result.prediction.settings.to_dict() == row["inference"]
+
+
+def test_the_chosen_view_and_slice_survive_every_widget_change() -> None:
+    at = page()
+    at.radio(key="input_kind").set_value("Sample volume").run()
+    slider = next(s for s in at.slider if s.label == "Slice")
+    slider.set_value(3).run()
+    at.radio(key="view").set_value("lesions").run()
+    for change in (lambda: at.slider(key="threshold_ensemble").set_value(0.8),
+                   lambda: at.slider(key="opacity").set_value(0.6),
+                   lambda: at.checkbox(key="outline").set_value(False)):
+        change().run()
+        assert not at.exception
+        assert at.radio(key="view").value == "lesions" and at.dataframe  # the table is still what is shown
+        assert next(s for s in at.slider if s.label == "Slice").value == 3
+    at.radio(key="view").set_value("compare").run()
+    at.button(key="compare").click().run()
+    assert at.radio(key="view").value == "compare"
+    assert any("Agreement" in m.value for m in at.markdown)
+
+
+def test_an_image_and_its_mask_uploaded_together_are_one_case_scored_against_the_mask() -> None:
+    at = page()
+    assert "`X_mask.*`" in at.file_uploader(key="uploads").proto.help
+    at.file_uploader(key="uploads").set_value([("P1_flair.png", png(SLICE.image), "image/png"),
+                                               ("P1_flair_mask.png", encode_mask_png(SLICE.mask), "image/png")]).run()
+    assert not at.exception and not at.error
+    assert not [s for s in at.selectbox if s.label == "Image"]  # one case, not two images
+    assert len(at.get("image")) == 5  # the error map: the mask is the image's truth
+    at.radio(key="view").set_value("lesions").run()
+    assert any("Scores against P1_flair_mask.png" in m.value for m in at.markdown)
+    at.file_uploader(key="uploads").set_value([("P2_mask.png", encode_mask_png(SLICE.mask), "image/png")]).run()
+    assert not at.exception
+    assert any("P2_mask.png is named as the mask of an image P2" in e.value for e in at.error)
+
+
+def test_a_volume_with_a_true_mask_shows_an_error_map_and_legend_in_slice_and_strip() -> None:
+    at = page()
+    at.radio(key="input_kind").set_value("Sample volume").run()
+    assert not at.exception and not at.error
+    legends = [m.value for m in at.markdown if "false negative" in m.value]
+    assert len(legends) == 2 and all("true positive" in m and "false positive" in m for m in legends)
+    assert any(c.value.startswith("Slices with lesions (predicted or true)") for c in at.caption)
+    assert "Errors against the true mask" in at.get("image")[4].captions
+
+
+def test_lesion_table_reads_in_ml_with_one_based_slices_and_blank_unknowns() -> None:
+    from metaseg_viewer.scan import Scan
+    from metaseg_viewer.segment import lesion_rows
+    from streamlit_app.views import lesion_frame
+
+    mask = np.zeros((6, 8, 8), bool)
+    mask[1:4, 1:4, 1:4] = True  # 27 voxels on stored slices 1..3 (0-based) = 2–4 as shown
+    mask[5, 6, 6] = True
+    pixels = np.zeros(mask.shape, np.float32)
+    scan = Scan(pixels=pixels, spacing=(2.0, 1.0, 1.0), is_volume=True)
+    frame = lesion_frame(lesion_rows(scan, mask, mask.astype(np.float32)), scan, mask)
+    assert list(frame.columns) == ["Lesion", "Slices", "Voxels", "Volume (mL)", "Centroid slice",
+                                   "Centroid row (px)", "Centroid column (px)", "Mean probability"]
+    assert list(frame["Slices"]) == ["2–4", "6"] and list(frame["Centroid slice"]) == [3.0, 6.0]
+    assert list(frame["Volume (mL)"]) == [0.054, 0.002]
+    image = Scan(pixels=np.zeros((1, 8, 8), np.float32), spacing=None)
+    flat = lesion_frame(lesion_rows(image, mask[2:3]), image, mask[2:3])
+    assert "Area (mm²)" not in flat and "None" not in flat.to_csv() and "Mean probability" not in flat
+    stack = Scan(pixels=pixels, spacing=None)
+    rows = lesion_rows(stack, mask, mask.astype(np.float32))
+    rows[0]["mean_probability"] = None  # one value unknown: blank, not "None"
+    shown = lesion_frame(rows, stack, mask)
+    assert list(shown["Slice"]) == [2, 3, 4, 6] and shown["Mean probability"][0] == ""
+    assert "None" not in shown.to_csv() and "nan" not in shown.to_csv()
+
+
+def test_an_unreachable_server_is_reported_once_and_the_upload_box_stays_usable() -> None:
+    at = page()
+    at.radio(key="where").set_value("A MetaSeg server").run()
+    at.text_input(key="server_url").input("http://127.0.0.1:9").run()
+    assert len(at.error) == 1 and not at.sidebar.error
+    at.file_uploader(key="uploads").set_value(("flair.png", png(SLICE.image), "image/png")).run()
+    assert not at.exception and len(at.error) == 1 and "Cannot reach" in at.error[0].value
+    at.radio(key="where").set_value("This computer").run()
+    assert not at.exception and not at.error and "flair.png" in at.markdown[0].value  # the upload was kept

@@ -62,6 +62,7 @@ def test_a_dicom_series_gets_seg_and_nrrd_downloads_and_seg_or_nrrd_truths_score
     at.file_uploader(key="uploads").set_value(
         [(p.name, p.read_bytes(), "application/dicom") for p in sorted(series.folder.iterdir())]).run()
     assert not at.exception and not at.error
+    at.radio(key="view").set_value("downloads").run()
     labels = [b.proto.label for b in at.get("download_button")]
     assert labels == ["Mask (NIfTI)", "Mask (.seg.nrrd, 3D Slicer)", "Mask (DICOM SEG)", "Overlay (PNG)",
                       "Lesion table (CSV)"]
@@ -91,6 +92,7 @@ def test_a_dicom_series_gets_seg_and_nrrd_downloads_and_seg_or_nrrd_truths_score
     truth = np.stack([series.truth[series.sop_uids.index(uid)] for uid in uids])
     expected = f"{score_against(page_mask, truth, scan.spacing)['dice']:.3f}"
     truth_seg = seg_bytes(truth, scan, "", "", algorithm_type="manual")
+    at.radio(key="view").set_value("lesions").run()
     for upload in (("truth.seg.dcm", truth_seg, "application/dicom"),
                    ("truth.seg.nrrd", nrrd_bytes(truth, scan), "application/octet-stream")):
         at.file_uploader(key="truth").set_value(upload).run()

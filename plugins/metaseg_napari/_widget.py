@@ -44,6 +44,7 @@ from metaseg_viewer.prediction import Prediction
 from metaseg_viewer.precision import PRECISIONS
 from metaseg_viewer.registry import family_networks, model_label
 from metaseg_viewer.scan import Scan
+from metaseg_viewer.lesions import lesion_table
 from metaseg_viewer.segment import lesion_rows
 from metaseg_viewer.sequences import sequence_label
 from metaseg_napari._choice import AUTO, choice_text, choose, model_menu, sequence_menu
@@ -52,6 +53,8 @@ from metaseg_napari._results import Cancelled, LayerResult, run_model
 from metaseg_napari._writer import write_labels
 
 DISAGREEMENT = {0: "transparent", 1: "orange", 2: "deepskyblue"}
+#: Put before a score whose mask has changed since (edit, threshold, other model or result).
+STALE = "Out of date: the mask changed since this score; press Score against again.\n"
 
 
 class _Progress(QObject):
@@ -144,6 +147,8 @@ class SegmentationWidget(QWidget):
         form.addRow(self.keep_edits)
         self.table = QTableWidget(0, 5)
         self.table.setHorizontalHeaderLabels(["#", "slice", "size", "centre row, col", "mean p"])
+        self.table.horizontalHeaderItem(1).setToolTip("Slices as napari's slider numbers them (from 0); a 3-D "
+                                                      "lesion's first–last slice")
         self.table.setEditTriggers(QTableWidget.NoEditTriggers)
         self.table.setSelectionBehavior(QTableWidget.SelectRows)
         self.table.cellClicked.connect(self.jump_to_lesion)
@@ -406,20 +411,33 @@ class SegmentationWidget(QWidget):
         return lesion_rows(seg.scan, as_stack(layer.data) != 0, seg.probabilities)
 
     def refresh_table(self) -> None:
+        """The lesion table of the current result; a score shown above it is marked out of date
+        (this runs after every edit, threshold move and new or other result)."""
         rows = self.lesion_rows()
         self.table.setRowCount(len(rows))
         volume = bool(rows) and "centroid_z" in rows[0]
+        if volume:  # the core's lesions in the rows' order, for each one's first and last slice
+            layer = self.current_result()
+            extents = [lesion.bbox[0] for lesion in lesion_table(as_stack(layer.data) != 0)]
         for i, row in enumerate(rows):
             z = row.get("centroid_z", row.get("slice_index", 0))
             size = row.get("volume_mm3") or row.get("area_mm2")
             size_text = f"{row['size_px']} px" + (f" / {size:.0f} mm{'³' if volume else '²'}" if size else "")
             mean = row.get("mean_probability")
-            cells = [str(i + 1), f"{float(z) + 1:.0f}", size_text, f"{row['centroid_row']:.0f}, {row['centroid_col']:.0f}",
+            if volume:
+                first, stop = extents[i]
+                where = str(first) if stop - first == 1 else f"{first}–{stop - 1}"
+            else:
+                where = str(row.get("slice_index", 0))  # the slider's own numbers, from 0
+            cells = [str(i + 1), where, size_text, f"{row['centroid_row']:.0f}, {row['centroid_col']:.0f}",
                      "" if mean is None else f"{mean:.2f}"]
             for j, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setData(Qt.UserRole, (float(z), float(row["centroid_row"]), float(row["centroid_col"])))
                 self.table.setItem(i, j, item)
+        text = self.score_label.text()
+        if text and not text.startswith(STALE):
+            self.score_label.setText(STALE + text)
 
     def jump_to_lesion(self, row: int, _column: int = 0) -> None:
         """Show the lesion of table row ``row``: its slice, centred in the view."""
@@ -440,6 +458,10 @@ class SegmentationWidget(QWidget):
     # --- scoring and comparing -----------------------------------------------------------------
     def score(self) -> dict | None:
         layer, truth_name = self.current_result(), self.truth_combo.currentText()
+        if self._refresh_timer.isActive():  # an edit still waiting: take it in first, not after the score
+            self._refresh_timer.stop()
+            self._after_edit()
+        self.score_label.setText("")  # a failed score leaves no figures of an earlier mask behind
         if layer is None or truth_name not in self.viewer.layers:
             show_error("Segment an image first, then choose the labels layer holding the true mask.")
             return None
