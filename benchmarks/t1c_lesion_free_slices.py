@@ -11,6 +11,7 @@ pixels it marks there, and on lesion slices the share of its pixels inside the F
 marks little on them is expected, and their Dice is not reported as a T1c score.
 
     python benchmarks/t1c_lesion_free_slices.py [--t1c-model t1c-attention-unet] [--flair-model ensemble]
+        [--threshold T --min-lesion-size N]   (the T1c model's settings; default: its card's)
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ def _patient(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     return pixels, masks
 
 
-def _row(predictor: Predictor, stack: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    settings = predictor.defaults
+def _row(predictor: Predictor, stack: np.ndarray, truth: np.ndarray, threshold: float | None = None,
+         min_size: int | None = None) -> dict[str, float]:
+    settings = predictor.defaults.override(threshold=threshold, min_lesion_size=min_size)
     probs = predictor.probabilities(stack, settings.tta)[0]
     pred = binarize(probs, settings.threshold, settings.min_lesion_size, volume=False)
     free = ~truth.any(axis=(1, 2))
@@ -53,6 +55,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--t1c-model", default="t1c-attention-unet")
     parser.add_argument("--flair-model", default="ensemble")
+    parser.add_argument("--threshold", type=float, default=None, help="T1c model's threshold (default: its card's)")
+    parser.add_argument("--min-lesion-size", type=int, default=None, help="T1c model's minimum size (default: its card's)")
     args = parser.parse_args()
     if not SAMPLE.is_dir():
         raise SystemExit(f"skipped: {SAMPLE} not found (the shared data lives beside the repository)")
@@ -62,7 +66,9 @@ def main() -> None:
     for folder in sorted(p for p in SAMPLE.iterdir() if p.is_dir()):
         pixels, truth = _patient(folder)
         for channel, predictor in runs.items():
-            row = _row(predictor, np.ascontiguousarray(pixels[..., CHANNELS[channel]]), truth)
+            t1c = channel == "post-contrast T1"
+            row = _row(predictor, np.ascontiguousarray(pixels[..., CHANNELS[channel]]), truth,
+                       args.threshold if t1c else None, args.min_lesion_size if t1c else None)
             total = totals.setdefault(channel, {k: 0.0 for k in row})
             for k in ("slices", "lesion_free", "free_marked", "free_pixels"):
                 total[k] += row[k]

@@ -18,8 +18,7 @@ PURPOSES: dict[str, ModelPurpose] = {
         sequence="flair", target="FLAIR abnormality of lower-grade glioma (not metastases)", planes=("axial",),
         dataset="LGG segmentation data set (Buda et al. 2019; TCGA-LGG), 110 patients", licence=DATA_LICENCE),
     "brisc-t1c": ModelPurpose(
-        sequence="t1c", target="enhancing tumour of glioma, meningioma and pituitary tumours on contrast-enhanced T1 "
-                               "(not trained on metastases)",
+        sequence="t1c", target="enhancing tumour of glioma, meningioma and pituitary tumours (not trained on metastases)",
         planes=("axial", "coronal", "sagittal"),
         dataset="BRISC 2025 segmentation task, train split (3933 T1c slices)", licence=BRISC_LICENCE),
 }

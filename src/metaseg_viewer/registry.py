@@ -75,7 +75,7 @@ def model_sequence(model: str | Path) -> str | None:
 SHIPPED_SHA256: dict[str, str] = {
     "unetpp.safetensors": "210841cd475ec06ba8d9609d0e4a601bd7a747bb89832905b9e7c704feb5d38c",
     "attention_unet.safetensors": "26bdf7681a46fbb48a82a1da04cd53c171b76d7be2b02e9db0d4d287f743dc08",
-    "t1c_attention_unet.safetensors": "26bdf7681a46fbb48a82a1da04cd53c171b76d7be2b02e9db0d4d287f743dc08",
+    "t1c_attention_unet.safetensors": "abe761597e8375540619eb1a3601777a9148d5576be6fdd9e898355d41a7e7a3",
 }
 
 

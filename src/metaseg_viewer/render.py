@@ -52,10 +52,11 @@ def slices_to_show(mask: np.ndarray, limit: int = 12) -> list[int]:
 
 
 def montage(images: list[np.ndarray], columns: int = 4, labels: list[str] | None = None) -> np.ndarray:
-    """Tile equally sized RGB images into one picture, optionally labelled in the corner."""
+    """Tile RGB images into one picture, optionally labelled in the corner; images of other sizes
+    (slices of a folder of photos, e.g. 512 and 480 px) sit top-left in cells of the largest."""
     if not images:
         raise ValueError("montage needs at least one image")
-    h, w = images[0].shape[:2]
+    h, w = max(i.shape[0] for i in images), max(i.shape[1] for i in images)
     columns = min(columns, len(images))
     rows = -(-len(images) // columns)
     sheet = np.zeros((rows * h, columns * w, 3), np.uint8)
@@ -64,7 +65,7 @@ def montage(images: list[np.ndarray], columns: int = 4, labels: list[str] | None
         tile = img.copy()
         if labels:
             cv2.putText(tile, labels[i], (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 0), 1, cv2.LINE_AA)
-        sheet[r * h : (r + 1) * h, c * w : (c + 1) * w] = tile
+        sheet[r * h : r * h + tile.shape[0], c * w : c * w + tile.shape[1]] = tile
     return sheet
 
 
