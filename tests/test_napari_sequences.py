@@ -51,7 +51,7 @@ def test_sequence_menu_offers_the_t1c_family_and_filters_the_models(make_napari_
     widget.sequence_combo.setCurrentIndex(widget.sequence_combo.findData("t1c"))
     assert entries(widget.model_combo) == [AUTO, "t1c-attention-unet"]
     assert widget.model_combo.itemText(1) == "Attention U-Net (T1c)"
-    assert "contrast-enhanced T1" in widget.model_combo.itemData(1, Qt.ToolTipRole)  # what it was trained on
+    assert "meningioma" in widget.model_combo.itemData(1, Qt.ToolTipRole)  # what it was trained on
     assert "nothing to compare" in widget.compare_button.text()
     widget.sequence_combo.setCurrentIndex(widget.sequence_combo.findData("flair"))
     assert entries(widget.model_combo) == [AUTO, *FAMILIES["flair"]]

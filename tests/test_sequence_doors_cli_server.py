@@ -120,7 +120,7 @@ def test_models_are_listed_by_sequence_with_their_purpose(tmp_path: Path) -> Non
     assert names == ["ensemble", "unetpp", "attention-unet", "t1c-attention-unet"]
     assert lines[flair + 1].split()[0] == "ensemble" and lines[t1c + 1].split()[0] == "t1c-attention-unet"
     purposes = [line.strip() for line in lines if line.strip().startswith("purpose:")]
-    assert len(purposes) == 4 and "lower-grade glioma" in purposes[0] and "contrast-enhanced T1" in purposes[3]
+    assert len(purposes) == 4 and "lower-grade glioma" in purposes[0] and "meningioma" in purposes[3]
     rows = json.loads(metaseg("models", "--json", cwd=tmp_path).stdout)
     assert [(r["name"], r["sequence"]) for r in rows][-1] == ("t1c-attention-unet", "t1c")
 
@@ -166,7 +166,7 @@ def test_server_lists_models_by_sequence(server: str) -> None:
     rows = httpx.get(server + "/models", timeout=30).json()
     assert [(r["name"], r["sequence"], r["default"], r["sequence_default"]) for r in rows] == [
         ("attention-unet", "flair", True, True), ("t1c-attention-unet", "t1c", False, True)]
-    assert "contrast-enhanced T1" in rows[1]["purpose"]["target"] and rows[1]["purpose"]["sequence"] == "t1c"
+    assert "meningioma" in rows[1]["purpose"]["target"] and rows[1]["purpose"]["sequence"] == "t1c"
     grouped = httpx.get(server + "/models/by-sequence", timeout=30).json()
     assert grouped == {"flair": {"label": "FLAIR", "default": "attention-unet", "models": ["attention-unet"]},
                        "t1c": {"label": "contrast-enhanced T1 (T1c)", "default": "t1c-attention-unet",
