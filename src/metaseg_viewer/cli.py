@@ -168,37 +168,84 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    """The options ``segment`` and ``batch`` share: which model, its settings, the mask format."""
+    parser.add_argument("--model", default=None,
+                        help=f"one of {list(MODEL_NAMES)} or a .safetensors checkpoint (default: chosen per input, "
+                             "see --sequence)")
+    parser.add_argument("--sequence", choices=list(MODEL_SEQUENCES), default=None,
+                        help="the MRI sequence of the inputs: segment with that sequence's default model (default: "
+                             "the sequence each input names in its DICOM description or file name, else "
+                             f"{DEFAULT_MODEL}); what was used and why is reported per input")
+    parser.add_argument("--format", choices=list(MASK_FORMATS), default="auto",
+                        help="mask file: auto = PNG for a 2-D image, NIfTI for a volume; nrrd = 3D Slicer's "
+                             ".seg.nrrd; dicom-seg = a DICOM SEG on the source series (DICOM series input only)")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="probability threshold (default: the model card's)")
+    tta = parser.add_mutually_exclusive_group()
+    tta.add_argument("--tta", dest="tta", action="store_true", default=None,
+                     help="horizontal-flip test-time augmentation")
+    tta.add_argument("--no-tta", dest="tta", action="store_false", help="no test-time augmentation")
+    parser.add_argument("--min-lesion-size", type=int, default=None,
+                        help="drop components below this many pixels/voxels (default: the card's)")
+    parser.add_argument("--channel", choices=["auto", "flair", "gray"], default="auto",
+                        help="multi-channel images: auto = FLAIR channel for LGG kaggle_3m TIFFs, luminance otherwise")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="auto: bf16 where the CPU (AMX / AVX512-BF16) or GPU has native bf16, else fp32")
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from metaseg_viewer.batch import BatchSettings, run_batch
+
+    settings = BatchSettings(model=args.model, sequence=args.sequence, threshold=args.threshold, tta=args.tta,
+                             min_lesion_size=args.min_lesion_size, mask_format=args.format,
+                             precision=args.precision, channel=args.channel, device=args.device)
+    try:
+        report = run_batch(args.input, args.out, settings, args.scheduler, args.workers)
+    except MetaSegError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: the studies finished so far are in {args.out}/summary.csv, none is half-written; run "
+              "the same command again to continue", file=sys.stderr)
+        return 130
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    for record in report.records:
+        if record["status"] == "failed":
+            print(f"error: {record['study_id']}: {record['error']}", file=sys.stderr)
+        elif record.get("warnings"):
+            print(f"warning: {record['study_id']}: {record['warnings']}", file=sys.stderr)
+    print(f"{len(report.records)} studies: {report.count('segmented')} segmented, {report.count('kept')} kept from "
+          f"an earlier run, {report.count('failed')} failed -> {', '.join(str(p) for p in report.tables)}")
+    return 1 if report.count("failed") else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metaseg", description="Segment lesions on brain MRI with models trained for "
                                      "one MRI sequence each (FLAIR, T1c); `metaseg models` says what each outlines.")
     sub = parser.add_subparsers(dest="command", required=True)
     seg = sub.add_parser("segment", help="segment images or volumes", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     seg.add_argument("inputs", nargs="+", help="PNG/JPEG/TIFF/DICOM files, DICOM series folders, NIfTI volumes")
-    seg.add_argument("--model", default=None,
-                     help=f"one of {list(MODEL_NAMES)} or a .safetensors checkpoint (default: chosen per input, see "
-                          "--sequence)")
-    seg.add_argument("--sequence", choices=list(MODEL_SEQUENCES), default=None,
-                     help="the MRI sequence of the inputs: segment with that sequence's default model (default: the "
-                          "sequence each input names in its DICOM description or file name, else "
-                          f"{DEFAULT_MODEL}); the line printed per input says which model was used and why")
     seg.add_argument("--out", default="metaseg-out", help="output folder")
-    seg.add_argument("--format", choices=list(MASK_FORMATS), default="auto",
-                     help="mask file: auto = PNG for a 2-D image, NIfTI for a volume; nrrd = 3D Slicer's .seg.nrrd; "
-                          "dicom-seg = a DICOM SEG on the source series (DICOM series input only)")
-    seg.add_argument("--threshold", type=float, default=None, help="probability threshold (default: the model card's)")
-    tta = seg.add_mutually_exclusive_group()
-    tta.add_argument("--tta", dest="tta", action="store_true", default=None, help="horizontal-flip test-time augmentation")
-    tta.add_argument("--no-tta", dest="tta", action="store_false", help="no test-time augmentation")
-    seg.add_argument("--min-lesion-size", type=int, default=None, help="drop components below this many pixels/voxels (default: the card's)")
-    seg.add_argument("--channel", choices=["auto", "flair", "gray"], default="auto",
-                     help="multi-channel images: auto = FLAIR channel for LGG kaggle_3m TIFFs, luminance otherwise")
-    seg.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    seg.add_argument("--precision", choices=PRECISIONS, default="auto",
-                     help="auto: bf16 where the CPU (AMX / AVX512-BF16) or GPU has native bf16, else fp32")
+    _add_model_options(seg)
     seg.add_argument("--deidentify-names", action="store_true",
                      help="name outputs scan-<hash of the input path> instead of after the input (whose name may "
                           "carry a patient's name)")
     seg.set_defaults(func=_segment)
+    batch = sub.add_parser("batch", help="segment a whole archive (folder tree or CSV manifest), resumably, on Dask "
+                                         "or in this process", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    batch.add_argument("input", help="a folder (each DICOM series folder, NIfTI file or image below it is one study; "
+                                     "X_mask.* or masks/X.* is X's true mask) or a CSV manifest study_id,path[,truth]")
+    batch.add_argument("--out", required=True, help="output folder: studies/<study_id>/ and summary/lesion tables")
+    batch.add_argument("--scheduler", default=None,
+                       help="local: a Dask LocalCluster, one single-threaded worker per core (default when Dask is "
+                            "installed); none: in this process; tcp://host:8786: a running Dask scheduler")
+    batch.add_argument("--workers", type=int, default=None,
+                       help="local worker processes (default: one per core); with an address, wait for this many")
+    _add_model_options(batch)
+    batch.set_defaults(func=_batch)
     models = sub.add_parser("models", help="list the shipped models, grouped by the MRI sequence they were trained for")
     models.add_argument("--json", action="store_true", help="print JSON")
     models.set_defaults(func=_models)

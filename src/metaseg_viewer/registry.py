@@ -194,6 +194,14 @@ def resolve_model(name_or_path: str | Path) -> tuple[Path, ...] | EnsembleCard:
     )
 
 
+def weights_version(name_or_path: str | Path) -> str:
+    """The weights checksum a model's results carry (``Prediction.model_version``: sha256 prefixes
+    of its networks, joined by "+"), read from the cards without loading any weights."""
+    resolved = resolve_model(name_or_path)
+    paths = resolved.members if isinstance(resolved, EnsembleCard) else resolved
+    return "+".join(read_card(p).sha256[:12] for p in paths)
+
+
 def _is_ensemble_card(path: Path) -> bool:
     """Whether a ``.json`` file is an ensemble card (it lists members) rather than a model card."""
     try:

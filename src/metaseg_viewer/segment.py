@@ -124,7 +124,7 @@ def lesion_csv(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     """Write under a temporary name, then rename: an interrupted run never leaves half a file."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(data)
@@ -142,11 +142,11 @@ def write_outputs(scan: Scan, prediction: Prediction, out_dir: Path, stem: str,
     overlay = encode_png(overlay_stack(display, prediction.mask))
     rows = lesion_rows(scan, prediction.mask, prediction.probabilities)
     lesions_path = out_dir / f"{stem}_lesions.csv"
-    _write_atomic(mask_path, data)
-    _write_atomic(overlay_path, overlay)
-    _write_atomic(lesions_path, lesion_csv(rows).encode())
+    write_atomic(mask_path, data)
+    write_atomic(overlay_path, overlay)
+    write_atomic(lesions_path, lesion_csv(rows).encode())
     return SegmentOutputs(mask_path, overlay_path, lesions_path, len(rows), scan.description, scan.warnings)
 
 
-__all__ = ["MASK_FORMATS", "MEDIA_TYPES", "MaskFormat", "SegmentOutputs", "deidentified_stem", "lesion_csv", "lesion_rows", "mask_file", "mask_suffix", "output_stem",
+__all__ = ["MASK_FORMATS", "MEDIA_TYPES", "MaskFormat", "SegmentOutputs", "deidentified_stem", "lesion_csv", "lesion_rows", "mask_file", "mask_suffix", "output_stem", "write_atomic",
            "write_outputs"]
