@@ -172,13 +172,13 @@ def segmented(make_napari_viewer, qtbot):
 
 def test_widget_segments_in_a_worker_and_finds_the_lesion(segmented) -> None:
     viewer, widget = segmented
-    labels = viewer.layers["synthetic FLAIR slice lesions (Attention U-Net (FLAIR))"]
+    labels = viewer.layers["pred: attention-unet (synthetic FLAIR slice)"]
     truth = viewer.layers["synthetic FLAIR slice true mask"].data != 0
     expected = Predictor.load("attention-unet", device="cpu").predict(read_scan_of(viewer)).mask[0]
     assert np.array_equal(labels.data != 0, expected)
     inter = (expected & truth).sum()
     assert 2 * inter / (expected.sum() + truth.sum()) > 0.6
-    assert "synthetic FLAIR slice probability (Attention U-Net (FLAIR))" in viewer.layers
+    assert "prob: attention-unet (synthetic FLAIR slice)" in viewer.layers
     assert widget.progress.value() == 100
 
 
@@ -188,7 +188,7 @@ def read_scan_of(viewer) -> Scan:
 
 def test_threshold_slider_rederives_without_inference_and_keeps_edits(segmented, monkeypatch) -> None:
     viewer, widget = segmented
-    labels = viewer.layers["synthetic FLAIR slice lesions (Attention U-Net (FLAIR))"]
+    labels = viewer.layers["pred: attention-unet (synthetic FLAIR slice)"]
     seg = labels.metadata[RESULT_KEY]
     monkeypatch.setattr(_widget, "run_model", lambda *a, **k: pytest.fail("the network ran again"))
     monkeypatch.setattr(Predictor, "member_maps", lambda *a, **k: pytest.fail("the network ran again"))
@@ -213,7 +213,7 @@ def _edit_box(shape: tuple[int, int]) -> np.ndarray:
 
 def test_lesion_table_and_scores_match_the_core(segmented) -> None:
     viewer, widget = segmented
-    labels = viewer.layers["synthetic FLAIR slice lesions (Attention U-Net (FLAIR))"]
+    labels = viewer.layers["pred: attention-unet (synthetic FLAIR slice)"]
     seg = labels.metadata[RESULT_KEY]
     rows = lesion_rows(seg.scan, labels.data[None] != 0, seg.probabilities)
     assert widget.table.rowCount() == len(rows) >= 1
@@ -237,10 +237,10 @@ def test_compare_export_and_autosave(segmented, qtbot, tmp_path: Path) -> None:
     widget.autosave.setChecked(True)
     widget.compare()
     qtbot.waitUntil(lambda: not widget.is_busy(), timeout=180_000)
-    assert "synthetic FLAIR slice lesions (U-Net++ (FLAIR))" in viewer.layers
-    disagreement = viewer.layers["synthetic FLAIR slice disagreement"].data
-    a = viewer.layers["synthetic FLAIR slice lesions (U-Net++ (FLAIR))"].data != 0
-    b = viewer.layers["synthetic FLAIR slice lesions (Attention U-Net (FLAIR))"].data != 0
+    assert "pred: unetpp (synthetic FLAIR slice)" in viewer.layers
+    disagreement = viewer.layers["disagree: unetpp vs attention-unet (synthetic FLAIR slice)"].data
+    a = viewer.layers["pred: unetpp (synthetic FLAIR slice)"].data != 0
+    b = viewer.layers["pred: attention-unet (synthetic FLAIR slice)"].data != 0
     assert np.array_equal(disagreement == 1, a & ~b) and np.array_equal(disagreement == 2, ~a & b)
     assert "Dice between the models" in widget.compare_label.text()
     saved = widget.export(str(tmp_path / "kept.png"))
@@ -324,8 +324,8 @@ def test_segment_slice_fills_one_slice_then_merges_the_next_keeping_edits(make_n
         qtbot.waitUntil(lambda: not widget.is_busy(), timeout=180_000)
 
     segment_slice(first)
-    labels = viewer.layers["synthetic FLAIR volume lesions (Attention U-Net (FLAIR))"]
-    probabilities = viewer.layers["synthetic FLAIR volume probability (Attention U-Net (FLAIR))"].data
+    labels = viewer.layers["pred: attention-unet (synthetic FLAIR volume)"]
+    probabilities = viewer.layers["prob: attention-unet (synthetic FLAIR volume)"].data
     scan = labels.metadata[_widget.SCAN_KEY]
     alone = Scan(pixels=scan.pixels[first : first + 1], spacing=scan.spacing, is_volume=True)
     expected = Predictor.load("attention-unet", device="cpu").predict(alone)
@@ -342,7 +342,7 @@ def test_segment_slice_fills_one_slice_then_merges_the_next_keeping_edits(make_n
 
 def test_scores_with_an_empty_truth_or_prediction_use_the_core_wording(segmented) -> None:
     viewer, widget = segmented
-    labels = viewer.layers["synthetic FLAIR slice lesions (Attention U-Net (FLAIR))"]
+    labels = viewer.layers["pred: attention-unet (synthetic FLAIR slice)"]
     empty = viewer.add_labels(np.zeros_like(labels.data), name="empty truth")
     widget.truth_combo.setCurrentText("empty truth")
     scores = widget.score()

@@ -20,7 +20,7 @@ if not os.environ.get("DISPLAY"):
 from napari.utils.notifications import notification_manager  # noqa: E402
 from qtpy.QtCore import Qt  # noqa: E402
 
-from metaseg_viewer.registry import FAMILIES, model_label  # noqa: E402
+from metaseg_viewer.registry import FAMILIES  # noqa: E402
 from metaseg_viewer.samples import make_slice  # noqa: E402
 from metaseg_napari._choice import AUTO  # noqa: E402
 from metaseg_napari._widget import RESULT_KEY, SegmentationWidget  # noqa: E402
@@ -68,7 +68,7 @@ def test_a_layer_named_t1ce_gets_the_t1c_model_and_the_widget_says_why(make_napa
     assert "P7_t1ce: Attention U-Net (T1c), trained for contrast-enhanced T1 (T1c)" in status
     assert "file name says 't1ce'" in status and "⚠" not in status
     qtbot.waitUntil(lambda: not widget.is_busy(), timeout=180_000)
-    layer = viewer.layers[f"P7_t1ce lesions ({model_label('t1c-attention-unet')})"]
+    layer = viewer.layers["pred: t1c-attention-unet (P7_t1ce)"]
     assert layer.metadata[RESULT_KEY].model == "t1c-attention-unet"
 
 
@@ -93,7 +93,7 @@ def test_a_flair_model_forced_on_a_t1c_layer_runs_with_a_visible_warning(make_na
     warned = [m for m in messages_since(before) if "attention-unet is a FLAIR model" in m]
     assert warned and "contrast-enhanced T1 (T1c)" in warned[0]  # a notification, not a refusal
     assert "the model you chose" in widget.choice_label.text() and "⚠" in widget.choice_label.text()
-    assert "case_t1c lesions (Attention U-Net (FLAIR))" in viewer.layers
+    assert "pred: attention-unet (case_t1c)" in viewer.layers
 
 
 def test_compare_runs_only_the_chosen_family(make_napari_viewer) -> None:

@@ -4,6 +4,7 @@ layer says about its sequence (its source file's name, the reader's DICOM tags).
 
 from __future__ import annotations
 
+from metaseg_viewer.config import InferenceConfig
 from metaseg_viewer.model_choice import ModelChoice, choose_model
 from metaseg_viewer.registry import FAMILIES, MODEL_LABELS, describe_models, model_label
 from metaseg_viewer.scan import Scan
@@ -28,19 +29,29 @@ def model_menu(sequence: str) -> list[tuple[str, str, str]]:
     return entries
 
 
+def card_settings(model: str) -> InferenceConfig | None:
+    """The inference settings on a shipped model's card (``None`` for anything else)."""
+    rows = {row["name"]: row for row in describe_models()}
+    return InferenceConfig.from_dict(rows[model]["inference"]) if model in rows else None
+
+
 def _tooltip(purpose: dict) -> str:
     return f"outlines {purpose['target']}; trained on {purpose['dataset']}" if purpose else ""
 
 
-def layer_hint(layer_name: str, scan: Scan, layer_metadata: dict) -> SequenceHint:
+def layer_hint(layer_name: str, scan: Scan | None, layer_metadata: dict) -> SequenceHint:
     """What a layer says about its sequence: the file it was read from (else its name) and the
-    DICOM tags the reader kept in its Scan (or left as strings in the layer's metadata)."""
+    DICOM tags the reader kept in its Scan (or left as strings in the layer's metadata); no
+    layer (``""``, ``None``, ``{}``) says nothing."""
     tags = {k: v for k, v in layer_metadata.items() if isinstance(v, str)}
+    if scan is None:
+        return sequence_hint(layer_name, tags)
     return sequence_hint(scan.source or layer_name, {**tags, **scan.metadata})
 
 
-def choose(layer_name: str, scan: Scan, layer_metadata: dict, sequence: str, model: str) -> ModelChoice:
-    """The core's choice for this layer; raises ``ModelChoiceError`` for a contradictory request."""
+def choose(layer_name: str, scan: Scan | None, layer_metadata: dict, sequence: str, model: str) -> ModelChoice:
+    """The core's choice for this layer (see :func:`layer_hint`); raises ``ModelChoiceError`` for a
+    contradictory request."""
     return choose_model(layer_hint(layer_name, scan, layer_metadata),
                         model=None if model == AUTO else model, sequence=None if sequence == AUTO else sequence)
 

@@ -9,15 +9,65 @@ their :class:`~metaseg_napari._results.LayerResult` in ``metadata["metaseg_resul
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from metaseg_viewer.errors import InputError
 from metaseg_viewer.io import to_single_channel
 from metaseg_viewer.preprocessing import DISPLAY_PERCENTILES
+from metaseg_viewer.render import DISAGREEMENT_COLORS
 from metaseg_viewer.scan import Scan
 
 SCAN_KEY = "metaseg_scan"
 RESULT_KEY = "metaseg_result"
+
+
+def _hex(rgb: tuple[int, int, int]) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
+
+
+#: Every colour the plugin gives a layer, in one table (the widget's legend is written from it).
+#: A prediction has its model's colour (``prediction`` for any model not named here). Compare's
+#: disagreement and a score's errors use the core's disagreement colours, as the Streamlit page's
+#: error map does: an error map is the disagreement of the prediction (first) and the truth (second).
+COLOURS: dict[str, str] = {
+    "truth": "#ffd700",  # gold
+    "prediction": "#ff00ff",  # magenta: the ensemble, the T1c model, a checkpoint
+    "unetpp": "#ff1744",  # red
+    "attention-unet": "#b388ff",  # violet
+    "first model only": _hex(DISAGREEMENT_COLORS["first only"]),  # orange
+    "second model only": _hex(DISAGREEMENT_COLORS["second only"]),  # blue
+    "true positive": _hex(DISAGREEMENT_COLORS["both"]),  # green
+    "false positive": _hex(DISAGREEMENT_COLORS["first only"]),
+    "false negative": _hex(DISAGREEMENT_COLORS["second only"]),
+}
+#: The disagreement layer's values 1, 2 and the error layer's values 1, 2, 3.
+DISAGREEMENT = ("first model only", "second model only")
+ERRORS = ("true positive", "false positive", "false negative")
+
+
+def labels_colormap(*names: str) -> dict[int | None, str]:
+    """A napari labels colormap: value k in the colour of ``names[k - 1]``, 0 transparent, any
+    other value (a brush with another label) in the first colour."""
+    colours = [COLOURS[name] for name in names]
+    return {0: "transparent", None: colours[0], **{k: c for k, c in enumerate(colours, start=1)}}
+
+
+def model_colour_name(model: str) -> str:
+    """The :data:`COLOURS` entry of a model's prediction."""
+    return model if model in COLOURS else "prediction"
+
+
+def short_model(model: str) -> str:
+    """A model as layer names show it: the registry name, or a checkpoint's file stem."""
+    return Path(model).name.split(".")[0]
+
+
+def layer_name(kind: str, model: str, image: str) -> str:
+    """The name of a widget layer: what it is first (``pred``, ``prob``, ``errors``), so that
+    names cut short in the layer list still differ, e.g. ``pred: ensemble (brain.nii.gz)``."""
+    return f"{kind}: {short_model(model)} ({image})"
 
 
 def scan_layer_data(scan: Scan, name: str) -> tuple[np.ndarray, dict, str]:
@@ -33,7 +83,8 @@ def scan_layer_data(scan: Scan, name: str) -> tuple[np.ndarray, dict, str]:
 def mask_layer_data(mask: np.ndarray, scan: Scan, name: str) -> tuple[np.ndarray, dict, str]:
     data = np.asarray(mask, np.uint8)
     data = data[0] if data.ndim == 3 and data.shape[0] == 1 and not scan.is_volume else data
-    return data, {"name": name, "metadata": {SCAN_KEY: scan}, "scale": _scale(scan, data.ndim), "opacity": 0.5}, "labels"
+    return data, {"name": name, "metadata": {SCAN_KEY: scan}, "scale": _scale(scan, data.ndim), "opacity": 0.5,
+                  "colormap": labels_colormap("truth")}, "labels"
 
 
 def _scale(scan: Scan, ndim: int) -> tuple[float, ...]:

@@ -6,11 +6,13 @@ about.
 
 Long work (model loading, inference) runs in a napari worker thread; the worker never touches Qt
 and reports progress through a queued Qt signal. Results are labels layers the user edits with
-napari's own brush, eraser and fill; the widget never overwrites an edit unless asked.
+napari's own brush, eraser and fill; the widget never overwrites an edit unless asked. Layer
+colours come from one table (``_layers.COLOURS``), which the widget's legend shows.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -31,6 +33,7 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSlider,
     QTableWidget,
     QTableWidgetItem,
@@ -45,14 +48,14 @@ from metaseg_viewer.precision import PRECISIONS
 from metaseg_viewer.registry import family_networks, model_label
 from metaseg_viewer.scan import Scan
 from metaseg_viewer.lesions import lesion_table
-from metaseg_viewer.segment import lesion_rows
+from metaseg_viewer.segment import lesion_csv, lesion_rows
 from metaseg_viewer.sequences import sequence_label
-from metaseg_napari._choice import AUTO, choice_text, choose, model_menu, sequence_menu
-from metaseg_napari._layers import RESULT_KEY, SCAN_KEY, as_stack, like_layer, scan_of_layer
+from metaseg_napari._choice import AUTO, card_settings, choice_text, choose, model_menu, sequence_menu
+from metaseg_napari._layers import (COLOURS, DISAGREEMENT, ERRORS, RESULT_KEY, SCAN_KEY, as_stack, labels_colormap,
+                                    layer_name, like_layer, model_colour_name, scan_of_layer)
 from metaseg_napari._results import Cancelled, LayerResult, run_model
 from metaseg_napari._writer import write_labels
 
-DISAGREEMENT = {0: "transparent", 1: "orange", 2: "deepskyblue"}
 #: Put before a score whose mask has changed since (edit, threshold, other model or result).
 STALE = "Out of date: the mask changed since this score; press Score against again.\n"
 
@@ -61,6 +64,7 @@ class _Progress(QObject):
     """Carries progress from the worker thread to the GUI thread (queued connection)."""
 
     changed = Signal(int, int)
+    loading = Signal(str)  # a model's name, before it loads
 
 
 class SegmentationWidget(QWidget):
@@ -72,6 +76,9 @@ class SegmentationWidget(QWidget):
         self._updating = False
         self._progress = _Progress()
         self._progress.changed.connect(self._on_progress)
+        self._progress.loading.connect(self._on_loading)
+        self._scores: dict | None = None  # the last score shown, for export
+        self._view_reset = False
         self._refresh_timer = QTimer(self, singleShot=True, interval=300)
         self._refresh_timer.timeout.connect(self._after_edit)
         self._build()
@@ -81,10 +88,27 @@ class SegmentationWidget(QWidget):
 
     # --- layout --------------------------------------------------------------------------------
     def _build(self) -> None:
-        layout = QVBoxLayout(self)
+        # In a scroll area, so that the dock does not make the window taller than a laptop screen;
+        # only as wide as the controls need, so that the canvas keeps the rest.
+        self._scroll = scroll = QScrollArea()
+        content = QWidget()
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        scroll.setWidget(content)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+        layout = QVBoxLayout(content)
         run = QGroupBox("Segment")
         form = QFormLayout(run)
         self.image_combo, self.sequence_combo, self.model_combo = QComboBox(), QComboBox(), QComboBox()
+        self.result_combo, self.truth_combo = QComboBox(), QComboBox()
+        for combo in (self.image_combo, self.sequence_combo, self.model_combo, self.result_combo, self.truth_combo):
+            # long layer names must not widen the dock: the canvas keeps its width
+            combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(10)
+        self.image_combo.currentIndexChanged.connect(self._on_result_changed)
+        self.model_combo.currentIndexChanged.connect(self._on_result_changed)
         for label, data in sequence_menu():
             self.sequence_combo.addItem(label, data)
         self.sequence_combo.setToolTip("The MRI sequence of the image: each model was trained for one. Auto reads it "
@@ -126,11 +150,15 @@ class SegmentationWidget(QWidget):
         self.choice_label = QLabel("")
         self.choice_label.setWordWrap(True)
         form.addRow(self.choice_label)
+        self.message_label = QLabel("")  # the whole of the last error: a notification shows only its first line
+        self.message_label.setWordWrap(True)
+        self.message_label.setStyleSheet("color: #ff6e6e")
+        self.message_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        form.addRow(self.message_label)
         layout.addWidget(run)
 
         result = QGroupBox("Result")
         form = QFormLayout(result)
-        self.result_combo = QComboBox()
         self.result_combo.currentIndexChanged.connect(self._on_result_changed)
         form.addRow("Segmentation", self.result_combo)
         self.threshold = QSlider(Qt.Horizontal)
@@ -155,11 +183,13 @@ class SegmentationWidget(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.table.verticalHeader().setVisible(False)
         form.addRow(self.table)
+        self.export_lesions_button = QPushButton("Export lesion table (CSV)…")
+        self.export_lesions_button.clicked.connect(lambda: self.export_lesions())
+        form.addRow(self.export_lesions_button)
         layout.addWidget(result)
 
         score = QGroupBox("Score and compare")
         form = QFormLayout(score)
-        self.truth_combo = QComboBox()
         self.score_button = QPushButton("Score against")
         self.score_button.clicked.connect(self.score)
         row = QHBoxLayout()
@@ -169,12 +199,21 @@ class SegmentationWidget(QWidget):
         self.score_label = QLabel("")
         self.score_label.setWordWrap(True)
         form.addRow(self.score_label)
+        self.export_scores_button = QPushButton("Export scores (JSON)…")
+        self.export_scores_button.clicked.connect(lambda: self.export_scores())
+        form.addRow(self.export_scores_button)
         self.compare_button = QPushButton("Compare")
         self.compare_button.clicked.connect(self.compare)
         form.addRow(self.compare_button)
         self.compare_label = QLabel("")
         self.compare_label.setWordWrap(True)
         form.addRow(self.compare_label)
+        self.legend = QLabel(legend_html())
+        self.legend.setWordWrap(True)
+        self.legend.setToolTip("Layer colours. A prediction: its model's colour. Compare: each network as an outline "
+                               "in its colour, and where only one of them finds lesion. Score against: the errors "
+                               "layer (values 1 true positive, 2 false positive, 3 false negative).")
+        form.addRow(self.legend)
         layout.addWidget(score)
 
         save = QGroupBox("Keep the mask")
@@ -190,8 +229,10 @@ class SegmentationWidget(QWidget):
         row.addWidget(self.autosave_dir)
         form.addRow(row)
         layout.addWidget(save)
-        layout.addWidget(QLabel("Each model reads one sequence (its menu tooltip says what it was trained on). "
-                                "Research use only."))
+        note = QLabel("Each model reads one sequence (its menu tooltip says what it was trained on). "
+                      "Research use only.")
+        note.setWordWrap(True)
+        layout.addWidget(note)
         layout.addStretch()
         self._fill_models()
 
@@ -235,16 +276,46 @@ class SegmentationWidget(QWidget):
         return self.viewer.layers[name] if name in self.viewer.layers else None
 
     def _on_result_changed(self, *_: object) -> None:
+        """The slider and table of the current result; before the first result the slider shows
+        the threshold of the model that Segment would run (its card's)."""
         layer = self.current_result()
         if layer is None:
             self.table.setRowCount(0)
+            settings = card_settings(self._model_to_run())
+            if settings is not None:
+                self._show_threshold(settings.threshold)
             return
-        seg: LayerResult = layer.metadata[RESULT_KEY]
-        self.threshold.blockSignals(True)
-        self.threshold.setValue(int(round(seg.threshold * 100)))
-        self.threshold.blockSignals(False)
-        self.threshold_label.setText(f"{seg.threshold:.2f}")
+        self._show_threshold(layer.metadata[RESULT_KEY].threshold)
         self.refresh_table()
+
+    def _show_threshold(self, threshold: float) -> None:
+        self.threshold.blockSignals(True)
+        self.threshold.setValue(int(round(threshold * 100)))
+        self.threshold.blockSignals(False)
+        self.threshold_label.setText(f"{threshold:.2f}")
+
+    def _model_to_run(self) -> str:
+        """The model Segment would run on the chosen image layer now (the default without one)."""
+        name = self.image_combo.currentText()
+        image = self.viewer.layers[name] if name in self.viewer.layers else None
+        sequence, model = self.sequence_combo.currentData() or AUTO, self.model_combo.currentData() or AUTO
+        try:
+            if isinstance(image, Image):
+                return choose(image.name, scan_of_layer(image), image.metadata, sequence, model).model
+            return choose("", None, {}, sequence, model).model
+        except ValueError:  # a contradictory choice or an unusable layer: Segment will say why
+            return model
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        """Docking narrows the canvas after napari fitted the image to it: fit again, once. The
+        controls' width is known only now, under napari's style sheet."""
+        super().showEvent(event)
+        scroll = self._scroll
+        bar = scroll.verticalScrollBar().sizeHint().width()
+        scroll.setMinimumWidth(scroll.widget().minimumSizeHint().width() + bar)
+        if not self._view_reset:
+            self._view_reset = True
+            QTimer.singleShot(0, self.viewer.reset_view)
 
     # --- segmentation --------------------------------------------------------------------------
     def segment(self, whole_stack: bool = True) -> None:
@@ -262,19 +333,20 @@ class SegmentationWidget(QWidget):
         model = choice.model
         tta = None if self.tta_default.isChecked() else self.tta.isChecked()
         precision = self.precision_combo.currentText()
-        self._start(lambda: run_model(model, target, tta, self._progress.changed.emit, self._cancel, precision),
+        self._start(lambda: run_model(model, target, tta, self._progress.changed.emit, self._cancel, precision,
+                                      self._progress.loading.emit),
                     lambda prediction: self._add_result(image, scan, model, z, prediction))
 
     def _chosen_image(self):
         """The chosen image layer and its Scan, or None after telling the user what is wrong."""
         name = self.image_combo.currentText()
         if name not in self.viewer.layers or not isinstance(self.viewer.layers[name], Image):
-            show_error("Choose an image layer (open an image, or File > Open Sample > MetaSeg).")
+            self._error("Choose an image layer (open an image, or File > Open Sample > MetaSeg).")
             return None
         try:
             return self.viewer.layers[name], scan_of_layer(self.viewer.layers[name])
         except ValueError as exc:
-            show_error(str(exc))
+            self._error(str(exc))
             return None
 
     def _choose(self, image: Image, scan: Scan) -> ModelChoice | None:
@@ -283,7 +355,7 @@ class SegmentationWidget(QWidget):
             choice = choose(image.name, scan, image.metadata, self.sequence_combo.currentData(),
                             self.model_combo.currentData())
         except ModelChoiceError as exc:
-            show_error(str(exc))
+            self._error(str(exc))
             return None
         self.choice_label.setText(choice_text(image.name, choice))
         for warning in choice.warnings:
@@ -297,6 +369,7 @@ class SegmentationWidget(QWidget):
         self._cancel.clear()
         self.progress.setValue(0)
         self.progress.setFormat("%p%")
+        self.message_label.setText("")
         self._set_busy(True)
 
         def cancellable():
@@ -329,22 +402,32 @@ class SegmentationWidget(QWidget):
             button.setEnabled(not busy)
         self.cancel_button.setEnabled(busy)
 
+    def _on_loading(self, model: str) -> None:
+        self.progress.setFormat(f"loading model {model_label(model)}…")
+
     def _on_progress(self, done: int, total: int) -> None:
+        self.progress.setFormat("%p%")
         self.progress.setValue(int(100 * done / max(total, 1)))
 
     def _on_error(self, exc: Exception) -> None:
-        show_error(f"Segmentation failed: {exc}")
-        self.progress.setFormat(f"failed: {exc}"[:120])
+        self._error(f"Segmentation failed: {exc}")
+        self.progress.setFormat("failed: see the message below")
+
+    def _error(self, text: str) -> None:
+        """A notification, and the whole text in the widget: napari's notification shows only the
+        first line, cut to its width, and hides itself after a few seconds."""
+        show_error(text)
+        self.message_label.setText(text)
 
     def _on_finished(self) -> None:
         self._worker = None
         self._set_busy(False)
 
-    def _add_result(self, image: Image, scan: Scan, model: str, z: int | None, prediction: Prediction) -> None:
+    def _add_result(self, image: Image, scan: Scan, model: str, z: int | None, prediction: Prediction) -> Labels:
         """Show a prediction of the whole ``scan``, or of its slice ``z`` (merged into an existing result)."""
-        layer_name = f"{image.name} lesions ({model_label(model)})"
-        probability_name = f"{image.name} probability ({model_label(model)})"
-        existing = self.viewer.layers[layer_name] if layer_name in self.viewer.layers else None
+        labels_name, probability_name = layer_name("pred", model, image.name), layer_name("prob", model, image.name)
+        first_result = not any(RESULT_KEY in layer.metadata for layer in self.viewer.layers)
+        existing = self.viewer.layers[labels_name] if labels_name in self.viewer.layers else None
         if existing is not None and z is not None and RESULT_KEY in existing.metadata:
             seg: LayerResult = existing.metadata[RESULT_KEY]
             labels = seg.update_slice(z, prediction.probabilities[0], as_stack(existing.data))
@@ -352,14 +435,14 @@ class SegmentationWidget(QWidget):
             self.viewer.layers[probability_name].data = like_layer(seg.probabilities, image.ndim)
             self.refresh_table()
             self._autosave()
-            return
+            return existing
         if z is not None:  # one slice of a stack: the rest stays empty until segmented
             full = np.zeros(scan.shape, np.float32)
             full[z] = prediction.probabilities[0]
             prediction = Prediction.from_probabilities(full, prediction.settings, scan.is_volume,
                                                        model_name=prediction.model_name,
                                                        model_version=prediction.model_version)
-        seg = LayerResult(model, scan, prediction)
+        seg = LayerResult(image.name, model, scan, prediction)
         scale, translate = image.scale, image.translate
         if probability_name in self.viewer.layers:
             self.viewer.layers.remove(probability_name)
@@ -368,17 +451,20 @@ class SegmentationWidget(QWidget):
                               scale=scale, translate=translate, visible=False)
         if existing is not None:
             self.viewer.layers.remove(existing)
-        labels = self.viewer.add_labels(like_layer(seg.labels(), image.ndim), name=layer_name, scale=scale,
-                                        translate=translate, opacity=0.5,
-                                        metadata={RESULT_KEY: seg, SCAN_KEY: scan})
+        labels = self.viewer.add_labels(like_layer(seg.labels(), image.ndim), name=labels_name, scale=scale,
+                                        translate=translate, opacity=0.5, metadata={RESULT_KEY: seg, SCAN_KEY: scan},
+                                        colormap=labels_colormap(model_colour_name(model)))
         labels.events.paint.connect(lambda *_: self._refresh_timer.start())
         labels.events.data.connect(lambda *_: None if self._updating else self._refresh_timer.start())
-        self.result_combo.setCurrentText(layer_name)
+        self.result_combo.setCurrentText(labels_name)
         self._on_result_changed()
+        if first_result:
+            self.viewer.reset_view()
         self._autosave()
         show_info(f"{image.name}: {model_label(model)} in {prediction.precision}, {prediction.seconds:.1f} s")
         for warning in scan.warnings:  # the result may be partial or meaningless: say so beside it
             show_warning(f"{image.name}: {warning}")
+        return labels
 
     def _set_labels(self, layer: Labels, stack: np.ndarray) -> None:
         self._updating = True
@@ -457,32 +543,48 @@ class SegmentationWidget(QWidget):
 
     # --- scoring and comparing -----------------------------------------------------------------
     def score(self) -> dict | None:
+        """Scores of the current result against the chosen truth, and an errors layer of where
+        they differ (1 true positive, 2 false positive, 3 false negative)."""
         layer, truth_name = self.current_result(), self.truth_combo.currentText()
         if self._refresh_timer.isActive():  # an edit still waiting: take it in first, not after the score
             self._refresh_timer.stop()
             self._after_edit()
         self.score_label.setText("")  # a failed score leaves no figures of an earlier mask behind
+        self._scores = None
         if layer is None or truth_name not in self.viewer.layers:
-            show_error("Segment an image first, then choose the labels layer holding the true mask.")
+            self._error("Segment an image first, then choose the labels layer holding the true mask.")
             return None
         truth = as_stack(self.viewer.layers[truth_name].data) != 0
         pred = as_stack(layer.data) != 0
         if truth.shape != pred.shape:
-            show_error(f"{truth_name} is {truth.shape[1:]} x {truth.shape[0]} slices but the segmentation is "
-                       f"{pred.shape[1:]} x {pred.shape[0]}; choose a mask of the same image")
+            self._error(f"{truth_name} is {truth.shape[1:]} x {truth.shape[0]} slices but the segmentation is "
+                        f"{pred.shape[1:]} x {pred.shape[0]}; choose a mask of the same image")
             return None
         seg: LayerResult = layer.metadata[RESULT_KEY]
         scores = score_against(pred, truth, seg.scan.spacing)
+        errors = np.select([pred & truth, pred & ~truth, ~pred & truth], [1, 2, 3], 0).astype(np.uint8)
+        self._put_labels(layer_name("errors", seg.model, seg.image), errors, layer, ERRORS)
         les = scores["lesions"]
         self.score_label.setText(
             f"Dice {scores['dice']:.3f} · IoU {scores['iou']:.3f} · HD95 {hd95_text(scores)}\n"
             f"lesions found {les['tp_ref']} of {les['n_ref']} · false positives {les['fp_pred']} · "
             f"lesion-wise F1 {les['f1']:.3f}")
+        self._scores = {"segmentation": layer.name, "model": seg.model, "threshold": seg.threshold,
+                        "truth": truth_name, **scores}
         return scores
+
+    def _put_labels(self, name: str, stack: np.ndarray, like: Labels, colours: tuple[str, ...]) -> Labels:
+        """A labels layer ``name`` (replacing one of that name) on ``like``'s grid, value k in the
+        colour of ``colours[k - 1]``."""
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)
+        return self.viewer.add_labels(like_layer(stack, like.ndim), name=name, scale=like.scale,
+                                      translate=like.translate, opacity=0.7, colormap=labels_colormap(*colours))
 
     def compare(self) -> None:
         """The first two networks of the chosen model's sequence family on the chosen image: a
-        labels layer each and one of where they disagree."""
+        labels layer each and one of where they disagree. After an ensemble of those networks ran
+        on the whole image, its members' probabilities are used and no network runs."""
         chosen = self._chosen_image()
         if chosen is None:
             return
@@ -493,55 +595,101 @@ class SegmentationWidget(QWidget):
         networks = family_networks(choice.sequence or "")[:2]
         if len(networks) < 2:
             have = ", ".join(model_label(n) for n in networks) or "none"
-            show_error(f"Compare runs two networks of one sequence family; {sequence_label(choice.sequence)} has "
-                       f"{have} here, so there is nothing to compare.")
+            self._error(f"Compare runs two networks of one sequence family; {sequence_label(choice.sequence)} has "
+                        f"{have} here, so there is nothing to compare.")
+            return
+        kept = self._ensemble_members(image.name, networks)
+        if kept is not None:
+            self._add_comparison(image, scan, networks, kept, "; from the ensemble's members (no network ran)")
             return
         precision = self.precision_combo.currentText()
 
         def job():
-            return [run_model(m, scan, None, self._progress.changed.emit, self._cancel, precision) for m in networks]
+            return [run_model(m, scan, None, self._progress.changed.emit, self._cancel, precision,
+                              self._progress.loading.emit) for m in networks]
 
         self._start(job, lambda outs: self._add_comparison(image, scan, networks, outs))
 
-    def _add_comparison(self, image: Image, scan: Scan, networks: tuple[str, ...],
-                        predictions: list[Prediction]) -> None:
-        """Each network's result layer at its card's settings, and where the two disagree."""
-        for model, prediction in zip(networks, predictions):
-            self._add_result(image, scan, model, None, prediction)
+    def _ensemble_members(self, image: str, networks: tuple[str, ...]) -> list[Prediction] | None:
+        """The ``networks``' own predictions from an ensemble result of layer ``image`` that kept
+        their probabilities (each at its card's settings, with the TTA the ensemble ran with)."""
+        for layer in self.viewer.layers:
+            seg = layer.metadata.get(RESULT_KEY)
+            if not isinstance(seg, LayerResult) or seg.image != image:
+                continue
+            ensemble = seg.prediction
+            if all(n in ensemble.member_probabilities for n in networks):
+                return [Prediction.from_probabilities(
+                    ensemble.member_probabilities[n], card_settings(n).override(tta=ensemble.settings.tta),
+                    ensemble.volume, model_name=n, precision=ensemble.precision) for n in networks]
+        return None
+
+    def _add_comparison(self, image: Image, scan: Scan, networks: tuple[str, ...], predictions: list[Prediction],
+                        source: str = "") -> None:
+        """Each network's result layer at its card's settings, as an outline so that the two stay
+        apart, and where the two disagree."""
+        layers = [self._add_result(image, scan, model, None, prediction)
+                  for model, prediction in zip(networks, predictions)]
+        for layer in layers:
+            layer.contour = 2
         masks = [p.mask for p in predictions]
         disagreement = np.where(masks[0] & ~masks[1], 1, np.where(~masks[0] & masks[1], 2, 0)).astype(np.uint8)
-        layer_name = f"{image.name} disagreement"
-        if layer_name in self.viewer.layers:
-            self.viewer.layers.remove(layer_name)
-        from napari.utils.colormaps import DirectLabelColormap
-
-        self.viewer.add_labels(like_layer(disagreement, image.ndim), name=layer_name, scale=image.scale,
-                               translate=image.translate, opacity=0.7,
-                               colormap=DirectLabelColormap(color_dict={**DISAGREEMENT, None: "transparent"}))
+        self._put_labels(layer_name("disagree", " vs ".join(networks), image.name), disagreement, layers[0],
+                         DISAGREEMENT)
         stats = compare_models(masks[0], masks[1])
         first, second = (model_label(m) for m in networks)
         self.compare_label.setText(
             f"Dice between the models {stats['dice_between']:.3f}; {first} only (orange) {stats['first_only']} px, "
-            f"{second} only (blue) {stats['second_only']} px, both {stats['both']} px")
+            f"{second} only (blue) {stats['second_only']} px, both {stats['both']} px{source}")
 
-    # --- keeping the mask ----------------------------------------------------------------------
-    def export(self, path: str | None = None) -> str | None:
-        layer = self.current_result()
-        if layer is None:
-            show_error("Nothing to export yet: segment an image first.")
-            return None
-        if path is None:
-            suggested = f"{layer.name}.png" if layer.ndim == 2 else f"{layer.name}.nii.gz"
-            path, _ = QFileDialog.getSaveFileName(self, "Export mask", suggested, "Masks (*.png *.nii *.nii.gz)")
-            if not path:
-                return None
+    # --- keeping the mask, the table and the scores --------------------------------------------
+    def _save_path(self, title: str, suggested: str, filters: str) -> str | None:
+        path, _ = QFileDialog.getSaveFileName(self, title, suggested, filters)
+        return path or None
+
+    def _write_text(self, path: str, text: str) -> str | None:
         try:
-            write_labels(path, layer.data, {"metadata": layer.metadata, "scale": tuple(layer.scale)})
-        except (ValueError, OSError) as exc:
-            show_error(f"Could not save {path}: {exc}")
+            Path(path).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            self._error(f"Could not save {path}: {exc}")
             return None
         show_info(f"Saved {path}")
         return path
+
+    def export(self, path: str | None = None) -> str | None:
+        layer = self.current_result()
+        if layer is None:
+            self._error("Nothing to export yet: segment an image first.")
+            return None
+        suggested = f"{layer.name}.png" if layer.ndim == 2 else f"{layer.name}.nii.gz"
+        path = path or self._save_path("Export mask", suggested, "Masks (*.png *.nii *.nii.gz)")
+        if path is None:
+            return None
+        try:
+            write_labels(path, layer.data, {"metadata": layer.metadata, "scale": tuple(layer.scale)})
+        except (ValueError, OSError) as exc:
+            self._error(f"Could not save {path}: {exc}")
+            return None
+        show_info(f"Saved {path}")
+        return path
+
+    def export_lesions(self, path: str | None = None) -> str | None:
+        """The current result's lesion table as CSV (the core's columns; slices from 0, as napari's slider)."""
+        layer = self.current_result()
+        if layer is None:
+            self._error("No lesion table yet: segment an image first.")
+            return None
+        path = path or self._save_path("Export lesion table", f"{_safe(layer.name)}_lesions.csv", "CSV (*.csv)")
+        return None if path is None else self._write_text(path, lesion_csv(self.lesion_rows()))
+
+    def export_scores(self, path: str | None = None) -> str | None:
+        """The last score as JSON: which segmentation, model, threshold and truth, and every figure."""
+        if self._scores is None or self.score_label.text().startswith(STALE):
+            self._error("No current score to export: press Score against first (again after a change).")
+            return None
+        path = path or self._save_path("Export scores", f"{_safe(self._scores['segmentation'])}_scores.json",
+                                       "JSON (*.json)")
+        return None if path is None else self._write_text(path, json.dumps(self._scores, indent=2) + "\n")
 
     def _autosave(self) -> None:
         folder = self.autosave_dir.text().strip()
@@ -550,9 +698,22 @@ class SegmentationWidget(QWidget):
             return
         Path(folder).mkdir(parents=True, exist_ok=True)
         suffix = ".png" if layer.ndim == 2 else ".nii.gz"
-        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in layer.name)
         try:
-            write_labels(str(Path(folder) / f"{safe}{suffix}"), layer.data,
+            write_labels(str(Path(folder) / f"{_safe(layer.name)}{suffix}"), layer.data,
                          {"metadata": layer.metadata, "scale": tuple(layer.scale)})
         except (ValueError, OSError) as exc:
-            show_error(f"Autosave to {folder} failed: {exc}")
+            self._error(f"Autosave to {folder} failed: {exc}")
+
+
+def _safe(name: str) -> str:
+    """A layer name as a file name."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+
+
+def legend_html() -> str:
+    """The colour table (``_layers.COLOURS``) as the widget's legend, a line per kind of layer."""
+    def line(names) -> str:
+        return " · ".join(f'<span style="color:{COLOURS[name]}">■</span> {name}' for name in names)
+
+    masks = [name for name in COLOURS if name not in DISAGREEMENT + ERRORS]
+    return f"Masks: {line(masks)}<br>Compare: {line(DISAGREEMENT)}<br>Score, errors: {line(ERRORS)}"

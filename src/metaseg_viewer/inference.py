@@ -98,21 +98,25 @@ class Predictor:
         tta: bool | None = None,
         min_lesion_size: int | None = None,
         progress: Progress | None = None,
+        keep_members: bool = False,
     ) -> Prediction:
-        """Segment every slice of ``scan``; ``None`` settings come from the model card."""
+        """Segment every slice of ``scan``; ``None`` settings come from the model card.
+        ``keep_members``: an ensemble's result also carries each member's probabilities
+        (:attr:`Prediction.member_probabilities`), so a comparison of the members needs no network."""
         settings = self.defaults.override(threshold=threshold, tta=tta, min_lesion_size=min_lesion_size)
         start = time.perf_counter()
         prepared = self.prepare(scan.pixels)
         maps = self.member_maps([prepared], settings.tta, progress)[0]
         return self.predict_prepared(scan, prepared, maps, threshold, settings.tta, min_lesion_size,
-                                     time.perf_counter() - start)
+                                     time.perf_counter() - start, keep_members)
 
     def probabilities(
         self, pixels: np.ndarray, tta: bool, progress: Progress | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Mean member probability ``(Z, H, W)`` and the CLAHE image of the first member."""
         prepared = self.prepare(pixels)
-        return self.combine(prepared, self.member_maps([prepared], tta, progress)[0])
+        maps = self.member_maps([prepared], tta, progress)[0]
+        return self.combine(prepared, self.restore_members(prepared, maps))
 
     # The three steps of a prediction, public so that a server can run the networks of several
     # requests as one batch (prepare each, member_maps once for all, predict_prepared each) and
@@ -148,27 +152,33 @@ class Predictor:
             outputs.append(maps)
         return [tuple(maps[b:e] for maps in outputs) for b, e in zip(bounds[:-1], bounds[1:])]
 
-    def combine(self, prepared: Prepared, maps: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
-        """Members' maps restored to the input's size and averaged (in member order), with the
-        CLAHE image of the first member."""
-        summed: np.ndarray | None = None
-        for (_, card), member_maps in zip(self.members, maps, strict=True):
-            member = restore(member_maps, prepared.by_config[card.preprocess].geometry)
-            summed = member if summed is None else summed + member
-        assert summed is not None
-        return summed / len(self.members), prepared.by_config[self.members[0][1].preprocess].enhanced
+    def restore_members(self, prepared: Prepared, maps: tuple[np.ndarray, ...]) -> list[np.ndarray]:
+        """Each member's maps restored to the input's size ``(Z, H, W)``, in member order."""
+        return [restore(member_maps, prepared.by_config[card.preprocess].geometry)
+                for (_, card), member_maps in zip(self.members, maps, strict=True)]
+
+    def combine(self, prepared: Prepared, members: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The members' restored maps averaged (summed in member order), with the CLAHE image of
+        the first member."""
+        enhanced = prepared.by_config[self.members[0][1].preprocess].enhanced
+        return sum(members[1:], members[0]) / len(members), enhanced
 
     def predict_prepared(self, scan: Scan, prepared: Prepared, maps: tuple[np.ndarray, ...],
                          threshold: float | None = None, tta: bool | None = None,
-                         min_lesion_size: int | None = None, seconds: float = 0.0) -> Prediction:
+                         min_lesion_size: int | None = None, seconds: float = 0.0,
+                         keep_members: bool = False) -> Prediction:
         """The :class:`Prediction` of ``scan`` from its :meth:`member_maps` (what :meth:`predict`
         returns); ``tta`` is the setting the maps were made with, ``seconds`` the time they took."""
         settings = self.defaults.override(threshold=threshold, tta=tta, min_lesion_size=min_lesion_size)
         start = time.perf_counter()
-        probabilities, enhanced = self.combine(prepared, maps)
+        members = self.restore_members(prepared, maps)
+        probabilities, enhanced = self.combine(prepared, members)
+        kept = {card.name: p for (_, card), p in zip(self.members, members)} if keep_members and len(members) > 1 \
+            else {}
         return Prediction.from_probabilities(probabilities, settings, scan.is_volume, enhanced=enhanced,
                                              model_name=self.name, model_version=self.version,
-                                             seconds=seconds + time.perf_counter() - start, precision=self.precision)
+                                             seconds=seconds + time.perf_counter() - start, precision=self.precision,
+                                             member_probabilities=kept)
 
 
 @dataclass(frozen=True)

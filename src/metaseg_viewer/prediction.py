@@ -9,7 +9,7 @@ true: NIfTI, DICOM, a napari stack) and per 2-D slice otherwise, in every path.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -57,6 +57,9 @@ class Prediction:
         model_name, model_version: the model, and the sha256 prefix of its weights ("+" joins members).
         seconds: time the network(s) took.
         precision: the floating-point precision the networks ran in (``fp32`` or ``bf16``).
+        member_probabilities: an ensemble's members' own probabilities ``(Z, H, W)`` by card name,
+            the same TTA as the mean, when asked for (``Predictor.predict(keep_members=True)``);
+            empty otherwise, and after :meth:`with_slice` (they would be stale).
     """
 
     probabilities: np.ndarray
@@ -68,6 +71,7 @@ class Prediction:
     model_version: str = ""
     seconds: float = 0.0
     precision: str = "fp32"
+    member_probabilities: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
     def from_probabilities(cls, probabilities: np.ndarray, settings: InferenceConfig, volume: bool,
