@@ -849,3 +849,18 @@ def test_single_coronal_nifti_slice_stays_in_its_plane(tmp_path):
     mask = scan.pixels > 1000
     write_mask_nifti(mask, scan, tmp_path / "mask.nii")
     np.testing.assert_array_equal(np.asarray(nib.load(tmp_path / "mask.nii").dataobj), data > 1000)
+
+
+def test_a_true_mask_is_paired_with_its_image_by_name(tmp_path: Path) -> None:
+    from metaseg_viewer.io.pairing import mask_stem, true_mask_beside
+
+    assert [mask_stem(n) for n in ("a/X_mask.tif", "X_truth.nii.gz", "p/masks/X.png", "images/X.png", "X.png")] == \
+        ["X", "X", "X", None, None]
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for name in ("a.png", "a_truth.png", "b.nii.gz", "b_mask.nii.gz", "images/c.png", "masks/c.tif", "d.png"):
+        (tmp_path / name).write_bytes(b"")
+    assert true_mask_beside(tmp_path / "a.png") == tmp_path / "a_truth.png"
+    assert true_mask_beside(tmp_path / "b.nii.gz") == tmp_path / "b_mask.nii.gz"
+    assert true_mask_beside(tmp_path / "images" / "c.png") == tmp_path / "masks" / "c.tif"
+    assert true_mask_beside(tmp_path / "d.png") is None

@@ -1,7 +1,8 @@
 """Reader: images, DICOM files and series folders, NIfTI — plus a true mask found beside an image.
 
-A mask beside ``X.tif`` is ``X_mask.tif`` (the LGG kaggle_3m layout) or ``../masks/X.*`` when
-``X`` sits in an ``images/`` folder (the images/masks layout); it opens as a labels layer.
+A mask beside ``X.tif`` is found by the core's rule (:mod:`metaseg_viewer.io.pairing`:
+``X_mask.tif``, ``X_truth.tif``, or ``../masks/X.*`` when ``X`` sits in an ``images/`` folder);
+it opens as a labels layer.
 A file that is itself such a mask opens as a labels layer only. A DICOM SEG (told by content) or
 a NRRD mask (3D Slicer's ``.seg.nrrd``) opens as a labels layer on an image already open, laid on
 it by geometry (:func:`metaseg_viewer.evaluation.read_true_mask`), or is refused saying why. What
@@ -20,6 +21,7 @@ from metaseg_viewer.errors import InputError
 from metaseg_viewer.evaluation import read_true_mask
 from metaseg_viewer.io import MASK_SUFFIXES, SUFFIXES, read_scan
 from metaseg_viewer.io.masks import placed_kind
+from metaseg_viewer.io.pairing import mask_stem, true_mask_beside
 from metaseg_viewer.segment import output_stem
 from metaseg_napari._layers import mask_layer_data, scan_layer_data, scan_of_layer
 
@@ -43,7 +45,7 @@ def read_layers(path: str | list[str]) -> list[LayerData]:
 
 
 def _is_mask(path: Path) -> bool:
-    return output_stem(path).lower().endswith("_mask") or path.parent.name.lower() == "masks"
+    return mask_stem(f"{path.parent.name}/{path.name}") is not None
 
 
 def _read_one(path: Path) -> list[LayerData]:
@@ -100,15 +102,3 @@ def _mask_name(path: Path) -> str:
     lower = path.name.lower()
     cut = next((s for s in (".seg.nrrd", ".nrrd", ".seg.dcm", ".dcm") if lower.endswith(s)), "")
     return path.name[: len(path.name) - len(cut)]
-
-
-def true_mask_beside(path: Path) -> Path | None:
-    """The mask file that belongs to image ``path`` in either LGG layout, if there is one."""
-    if path.is_dir():
-        return None
-    stem, suffix = output_stem(path), path.name[len(output_stem(path)):]
-    candidates = [path.with_name(f"{stem}_mask{suffix}")]
-    if path.parent.name.lower() == "images":
-        masks = path.parent.parent / "masks"
-        candidates += [masks / path.name] + [masks / f"{stem}{s}" for s in SUFFIXES]
-    return next((c for c in candidates if c.is_file()), None)
