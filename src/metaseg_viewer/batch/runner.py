@@ -77,9 +77,9 @@ def run_batch(source: str | Path, out: str | Path, settings: BatchSettings = Bat
     from tqdm import tqdm
 
     bar = tqdm(total=len(studies), unit="study", file=sys.stderr, disable=not progress, dynamic_ncols=True)
+    runs = _in_process(studies, settings, out) if scheduler == "none" else _on_dask(studies, settings, out,
+                                                                                      scheduler, workers)
     try:
-        runs = _in_process(studies, settings, out) if scheduler == "none" else _on_dask(studies, settings, out,
-                                                                                          scheduler, workers)
         for record in runs:
             if record["status"] != "failed":
                 record["folder"] = f"{STUDIES}/{record['study_id']}"
@@ -89,6 +89,8 @@ def run_batch(source: str | Path, out: str | Path, settings: BatchSettings = Bat
             bar.set_postfix({s: statuses.count(s) for s in ("segmented", "kept", "failed")}, refresh=False)
     finally:
         bar.close()
+        runs.close()  # a local cluster is shut down here, also on Ctrl-C
+        clear_leftovers(out)  # what a killed worker was writing; its study was redone or is not done
         ordered = [records[s.study_id] for s in studies if s.study_id in records]
         tables = write_tables(out, ordered)
     return BatchReport(ordered, tables, notes)
