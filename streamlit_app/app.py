@@ -10,6 +10,7 @@ instant.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Hashable
 
 import numpy as np
 import streamlit as st
@@ -20,6 +21,7 @@ from metaseg_viewer.inference import Predictor
 from metaseg_viewer.io import ReadLimits
 from metaseg_viewer.model_choice import ModelChoice, ModelChoiceError, choose_model
 from metaseg_viewer.precision import PRECISIONS
+from metaseg_viewer.prediction import Prediction
 from metaseg_viewer.preprocessing import DISPLAY_PERCENTILES, window_to_uint8
 from metaseg_viewer.registry import (
     DEFAULT_MODEL,
@@ -29,9 +31,10 @@ from metaseg_viewer.registry import (
     group_by_sequence,
     model_label,
 )
+from metaseg_viewer.scan import Scan
 from metaseg_viewer.segment import lesion_rows
 from metaseg_viewer.sequences import sequence_hint, sequence_label
-from streamlit_app import views
+from streamlit_app import slice_view, views, volume_view
 from streamlit_app.backends import BackendError, LocalBackend, RemoteBackend, Result
 from streamlit_app.cases import SAMPLES, Case, cases_from_uploads, sample_case
 
@@ -182,8 +185,9 @@ def unique_names(files: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
     return out
 
 
-def cached(kind: str, key: str, make):
-    """Session memory of read inputs (decoding a volume once, not on every widget change)."""
+def cached(kind: str, key: Hashable, make):
+    """Session memory of the latest value of one kind: read inputs (decoding a volume once, not on
+    every widget change) and what a threshold derives from a result."""
     store = st.session_state.setdefault(f"cache_{kind}", {})
     if key not in store:
         store.clear()
@@ -209,6 +213,12 @@ def result_for(backend: LocalBackend | RemoteBackend, case: Case, model: str, tt
         while len(results) > 1 and sum(r.prediction.probabilities.nbytes for r in results.values()) > KEPT_BYTES:
             results.pop(next(iter(results)))
     return results[key]
+
+
+def derive(result: Result, scan: Scan, settings: dict) -> tuple[Prediction, list[dict]]:
+    """The result at the sidebar's threshold and minimum size, and its lesion table."""
+    prediction = result.prediction.rethreshold(settings["threshold"], settings["min_size"])
+    return prediction, lesion_rows(scan, prediction.mask, prediction.probabilities)
 
 
 def truth_for(case: Case) -> tuple[np.ndarray | None, str]:
@@ -250,9 +260,11 @@ def main() -> None:
     except BackendError as exc:
         st.error(str(exc))
         return
-    prediction = result.prediction.rethreshold(settings["threshold"], settings["min_size"])
+    # Re-derived when the result, threshold or minimum size change; a display change reuses them.
+    derived = (backend.where, backend.precision, case.key, model, settings["tta"], settings["threshold"],
+               settings["min_size"])
+    prediction, rows = cached("derived", derived, lambda: derive(result, scan, settings))
     mask = prediction.mask
-    rows = lesion_rows(scan, mask, prediction.probabilities)
     st.markdown(f"**{case.label}** — {scan.description or 'image'}, {scan.shape[1]} × {scan.shape[2]} pixels"
                 + (f" × {scan.n_slices} slices" if scan.n_slices > 1 else "")
                 + f" · {model_label(prediction.model_name)} ({prediction.model_version}) in {prediction.precision} on "
@@ -261,24 +273,27 @@ def main() -> None:
     for warning in (*choice.warnings, *scan.warnings):
         st.warning(warning)
     truth, truth_name = truth_for(case)
-    z = views.pick_slice(scan, mask, key=f"slice_{case.key}")
+    slice_key = f"slice_{case.key}"
+    z = slice_view.pick_slice(scan, mask, key=slice_key)
     networks = [n for n in family_networks(choice.sequence or "") if n in models]
     compare_title = "Compare " + " and ".join(model_label(m) for m in networks[:2]) if len(networks) > 1 else "Compare"
     titles = {"segmentation": "Segmentation", "compare": compare_title, "lesions": "Lesions and scores",
-              "downloads": "Downloads"}
+              "3d": "3-D view", "downloads": "Downloads"}
     # A radio bound to the session, not st.tabs: tabs fall back to the first on every rerun.
     view = st.radio("View", list(titles), format_func=titles.get, horizontal=True, key="view",
                     persist_state="page", label_visibility="collapsed")
     shown = views.overlay_of(display, mask, z, settings)
     if view == "segmentation":
-        views.segmentation_panel(display, prediction, z, shown, truth)
+        slice_view.slice_panels(scan, display, prediction, z, shown, truth)
         if scan.n_slices > 1:
-            views.lesion_strip(display, mask, settings["color"], settings["opacity"], truth)
+            slice_view.lesion_strip(display, mask, settings["color"], settings["opacity"], slice_key, truth)
     elif view == "compare":
         compare(backend, case, display, z, settings, networks, choice.sequence)
     elif view == "lesions":
         views.lesion_table(rows, scan, mask)
         views.scores_panel(mask, truth, scan, truth_name)
+    elif view == "3d":
+        volume_view.volume_panel(scan, display, mask, rows)
     else:
         views.downloads(scan, case.file_name, display, prediction, shown, rows)
 

@@ -18,8 +18,6 @@ from metaseg_viewer.render import (
     encode_png,
     overlay,
     overlay_stack,
-    probability_map,
-    slices_to_show,
 )
 from metaseg_viewer.scan import Scan
 from metaseg_viewer.segment import MEDIA_TYPES, lesion_csv, mask_file, output_stem
@@ -40,91 +38,33 @@ def choice_line(choice: ModelChoice, row: dict) -> None:
                 f"**Why:** {choice.reason}.{trained}")
 
 
-def pick_slice(scan: Scan, mask: np.ndarray, key: str) -> int:
-    """A slice slider for volumes (starting at the slice with the most lesion); 0 for one image."""
-    if scan.n_slices == 1:
-        return 0
-    areas = mask.reshape(scan.n_slices, -1).sum(axis=1)
-    start = int(np.argmax(areas)) + 1 if areas.any() else scan.n_slices // 2 + 1
-    return st.slider("Slice", 1, scan.n_slices, start, key=key, persist_state="page",
-                     help="1 = first slice of the volume as stored (most inferior for NIfTI)") - 1
-
-
-#: The error map's regions (prediction against the true mask) in the core's three disagreement colours.
-ERRORS = {"both": "true positive", "first only": "false positive", "second only": "false negative"}
-
-
 def overlay_of(display: np.ndarray, mask: np.ndarray, z: int, settings: dict) -> np.ndarray:
     """Slice ``z`` with the mask in the sidebar's colour, opacity and outline (shown and downloaded)."""
     return overlay(display[z], mask[z], color=settings["color"], alpha=settings["opacity"],
                    outline=settings["outline"])
 
 
-def error_legend() -> None:
-    st.markdown(" · ".join(f"<span style='color:rgb{DISAGREEMENT_COLORS[k]}'>■</span> {label}"
-                           for k, label in ERRORS.items()), unsafe_allow_html=True)
-
-
-def segmentation_panel(display: np.ndarray, prediction: Prediction, z: int, shown: np.ndarray,
-                       truth: np.ndarray | None = None) -> None:
-    """Input, the model's own preprocessed input, probability map and overlay of slice ``z``, and
-    with a true mask the error map (true positives, false positives, false negatives)."""
-    columns = st.columns(4 if truth is None else 5)
-    columns[0].image(display[z], caption="Input", width="stretch")
-    if prediction.enhanced is not None:
-        columns[1].image(prediction.enhanced[z], caption="CLAHE-enhanced (what the network sees)", width="stretch")
-    else:
-        columns[1].caption("The model's preprocessed input is not available for this result.")
-    columns[2].image(probability_map(prediction.probabilities[z]), caption="Lesion probability", width="stretch")
-    columns[3].image(shown, caption="Segmentation", width="stretch")
-    if truth is not None:
-        columns[4].image(disagreement_overlay(display[z], prediction.mask[z], truth[z]),
-                         caption="Errors against the true mask", width="stretch")
-        error_legend()
-
-
-def lesion_strip(display: np.ndarray, mask: np.ndarray, color: tuple[int, int, int], opacity: float,
-                 truth: np.ndarray | None = None) -> None:
-    """Thumbnails of up to 8 slices with the most lesion, so nothing in a volume goes unseen; with
-    a true mask, error maps of the slices with the most lesion in either (missed lesions too)."""
-    either = mask if truth is None else mask | truth
-    with_lesion = np.flatnonzero(either.reshape(len(mask), -1).any(axis=1))
-    if not len(with_lesion):
-        st.caption("No slice of this volume has a lesion at this threshold"
-                   + ("." if truth is None else " or in the true mask."))
-        return
-    picks = slices_to_show(either, limit=8)
-    where = "lesions" if truth is None else "lesions (predicted or true)"
-    st.caption(f"Slices with {where}: {len(with_lesion)} of {len(mask)} (showing the {len(picks)} with most lesion)")
-    for column, z in zip(st.columns(len(picks)), picks):
-        picture = (overlay(display[z], mask[z], color=color, alpha=opacity) if truth is None
-                   else disagreement_overlay(display[z], mask[z], truth[z]))
-        column.image(picture, caption=f"slice {z + 1}", width="stretch")
-    if truth is not None:
-        error_legend()
-
-
 def lesion_frame(rows: list[dict], scan: Scan, mask: np.ndarray) -> pd.DataFrame:
     """The core's lesion rows as a reader sees them: headers with units, volumes in mL, slices
-    numbered from 1 (as the page's slider and napari's), each 3-D lesion's first–last slice, and
-    blank where a value is unknown (no spacing, no world position). Row and column stay 0-based
-    pixel indices, as in the CSV."""
+    numbered from 0 (as the page's slider, napari's and the CSV), each 3-D lesion's first–last
+    slice, and blank where a value is unknown (no spacing, no world position). Row and column are
+    0-based pixel indices, as in the CSV."""
     frame = pd.DataFrame(index=range(len(rows)))
     frame["Lesion"] = range(1, len(rows) + 1)
 
-    def column(header: str, key: str, scale: float = 1.0, shift: float = 0.0) -> None:
+    def column(header: str, key: str, scale: float = 1.0) -> None:
         values = [row.get(key) for row in rows]
         if any(v is not None for v in values):
-            frame[header] = [None if v is None else v * scale + shift for v in values]
+            frame[header] = [None if v is None else v * scale for v in values]
 
     if scan.is_volume:
         extents = [lesion.bbox[0] for lesion in core_lesions(mask)]  # same lesions, same order as rows
-        frame["Slices"] = [f"{start + 1}" if stop - start == 1 else f"{start + 1}–{stop}" for start, stop in extents]
+        frame["Slices"] = [f"{start}" if stop - start == 1 else f"{start}–{stop - 1}" for start, stop in extents]
         column("Voxels", "size_px")
         column("Volume (mL)", "volume_mm3", 1e-3)
-        column("Centroid slice", "centroid_z", shift=1)
+        column("Centroid slice", "centroid_z")
     else:
-        column("Slice", "slice_index", shift=1)
+        column("Slice", "slice_index")
         column("Pixels", "size_px")
         column("Area (mm²)", "area_mm2")
     column("Centroid row (px)", "centroid_row")
@@ -146,6 +86,7 @@ def lesion_table(rows: list[dict], scan: Scan, mask: np.ndarray) -> None:
     st.markdown(f"**{len(rows)} lesion{'s' if len(rows) != 1 else ''}**"
                 + ("" if scan.spacing is not None else " (sizes in pixels: the file gives no pixel spacing)"))
     st.dataframe(lesion_frame(rows, scan, mask), hide_index=True, width="stretch")
+    st.caption("Slices, rows and columns count from 0, as the slice slider, napari and the lesion CSV.")
 
 
 def scores_panel(mask: np.ndarray, truth: np.ndarray | None, scan: Scan, truth_name: str) -> None:

@@ -6,6 +6,7 @@ test_streamlit_browser.py.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,15 @@ def metric(at: AppTest, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
 
 
+def figures(at: AppTest) -> list[dict]:
+    """The plotly figures on the page (slice panels, 3-D view) as their JSON."""
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def panel_titles(at: AppTest) -> list[str]:
+    return [f["layout"]["title"]["text"] for f in figures(at) if "title" in f["layout"]]
+
+
 def test_upload_shows_overlay_table_and_scores_against_an_uploaded_mask() -> None:
     at = page()
     assert "Up to 200 MB per file" in " ".join(c.value for c in at.caption)
@@ -42,9 +52,11 @@ def test_upload_shows_overlay_table_and_scores_against_an_uploaded_mask() -> Non
     assert not at.exception and not at.error
     header = at.markdown[0].value
     assert "flair.png" in header and "Ensemble" in header and "lesion" in header
-    assert len(at.get("image")) == 4  # input, CLAHE, probability map, overlay
+    assert panel_titles(at) == ["Input", "Network input (CLAHE-enhanced)", "Lesion probability",
+                                "Segmentation"]
+    assert any("The error map needs a true mask" in c.value for c in at.caption)
     at.file_uploader(key="truth").set_value(("truth.png", encode_mask_png(SLICE.mask), "image/png")).run()
-    assert len(at.get("image")) == 5  # and the error map against the true mask
+    assert panel_titles(at)[-1] == "Errors against the true mask"
     at.radio(key="view").set_value("lesions").run()
     expected = Predictor.load("ensemble", device="cpu").predict(read_scan(png(SLICE.image))).mask[0]
     inter = (expected & SLICE.mask).sum()
@@ -97,7 +109,7 @@ def test_volume_has_a_slice_slider_strip_and_nifti_and_nrrd_downloads() -> None:
     at.radio(key="input_kind").set_value("Sample volume").run()
     assert not at.exception and not at.error
     slider = next(s for s in at.slider if s.label == "Slice")
-    assert 1 <= slider.value <= 24
+    assert (slider.min, slider.max) == (0, 23) and 0 <= slider.value <= 23
     assert any("Slices with lesions" in c.value for c in at.caption)
     at.radio(key="view").set_value("downloads").run()
     labels = [b.proto.label for b in at.get("download_button")]
@@ -278,7 +290,7 @@ def test_an_image_and_its_mask_uploaded_together_are_one_case_scored_against_the
                                                ("P1_flair_mask.png", encode_mask_png(SLICE.mask), "image/png")]).run()
     assert not at.exception and not at.error
     assert not [s for s in at.selectbox if s.label == "Image"]  # one case, not two images
-    assert len(at.get("image")) == 5  # the error map: the mask is the image's truth
+    assert "Errors against the true mask" in panel_titles(at)  # the mask is the image's truth
     at.radio(key="view").set_value("lesions").run()
     assert any("Scores against P1_flair_mask.png" in m.value for m in at.markdown)
     at.file_uploader(key="uploads").set_value([("P2_mask.png", encode_mask_png(SLICE.mask), "image/png")]).run()
@@ -293,23 +305,23 @@ def test_a_volume_with_a_true_mask_shows_an_error_map_and_legend_in_slice_and_st
     legends = [m.value for m in at.markdown if "false negative" in m.value]
     assert len(legends) == 2 and all("true positive" in m and "false positive" in m for m in legends)
     assert any(c.value.startswith("Slices with lesions (predicted or true)") for c in at.caption)
-    assert "Errors against the true mask" in at.get("image")[4].captions
+    assert "Errors against the true mask" in panel_titles(at)
 
 
-def test_lesion_table_reads_in_ml_with_one_based_slices_and_blank_unknowns() -> None:
+def test_lesion_table_reads_in_ml_with_zero_based_slices_and_blank_unknowns() -> None:
     from metaseg_viewer.scan import Scan
     from metaseg_viewer.segment import lesion_rows
     from streamlit_app.views import lesion_frame
 
     mask = np.zeros((6, 8, 8), bool)
-    mask[1:4, 1:4, 1:4] = True  # 27 voxels on stored slices 1..3 (0-based) = 2–4 as shown
+    mask[1:4, 1:4, 1:4] = True  # 27 voxels on slices 1..3 (0-based, as napari and the CSV)
     mask[5, 6, 6] = True
     pixels = np.zeros(mask.shape, np.float32)
     scan = Scan(pixels=pixels, spacing=(2.0, 1.0, 1.0), is_volume=True)
     frame = lesion_frame(lesion_rows(scan, mask, mask.astype(np.float32)), scan, mask)
     assert list(frame.columns) == ["Lesion", "Slices", "Voxels", "Volume (mL)", "Centroid slice",
                                    "Centroid row (px)", "Centroid column (px)", "Mean probability"]
-    assert list(frame["Slices"]) == ["2–4", "6"] and list(frame["Centroid slice"]) == [3.0, 6.0]
+    assert list(frame["Slices"]) == ["1–3", "5"] and list(frame["Centroid slice"]) == [2.0, 5.0]
     assert list(frame["Volume (mL)"]) == [0.054, 0.002]
     image = Scan(pixels=np.zeros((1, 8, 8), np.float32), spacing=None)
     flat = lesion_frame(lesion_rows(image, mask[2:3]), image, mask[2:3])
@@ -318,7 +330,7 @@ def test_lesion_table_reads_in_ml_with_one_based_slices_and_blank_unknowns() -> 
     rows = lesion_rows(stack, mask, mask.astype(np.float32))
     rows[0]["mean_probability"] = None  # one value unknown: blank, not "None"
     shown = lesion_frame(rows, stack, mask)
-    assert list(shown["Slice"]) == [2, 3, 4, 6] and shown["Mean probability"][0] == ""
+    assert list(shown["Slice"]) == [1, 2, 3, 5] and shown["Mean probability"][0] == ""
     assert "None" not in shown.to_csv() and "nan" not in shown.to_csv()
 
 
@@ -331,3 +343,75 @@ def test_an_unreachable_server_is_reported_once_and_the_upload_box_stays_usable(
     assert not at.exception and len(at.error) == 1 and "Cannot reach" in at.error[0].value
     at.radio(key="where").set_value("This computer").run()
     assert not at.exception and not at.error and "flair.png" in at.markdown[0].value  # the upload was kept
+
+
+def test_slices_count_from_zero_in_slider_table_and_strip_and_a_thumbnail_jumps_to_its_slice() -> None:
+    at = page()
+    at.radio(key="input_kind").set_value("Sample volume").run()
+    slider = next(s for s in at.slider if s.label == "Slice")
+    assert (slider.min, slider.max) == (0, 23) and "0-based, as napari and the lesion CSV" in slider.proto.help
+    start = slider.value  # the slice with the most lesion, which the largest lesion spans
+    at.radio(key="view").set_value("lesions").run()
+    spans = [[int(n) for n in str(cell).split("–")] for cell in at.dataframe[0].value["Slices"]]
+    assert spans[0][0] <= start <= spans[0][-1]
+    assert all(slider.min <= n <= slider.max for span in spans for n in span)
+    at.radio(key="view").set_value("segmentation").run()
+    jump = next(b for b in at.button if b.key and b.key.startswith("go_to_") and b.key != f"go_to_{start}")
+    target = int(jump.key.removeprefix("go_to_"))
+    assert jump.proto.label == f"Show slice {target}"
+    assert f"slice {target}" in [caption for image in at.image for caption in image.captions]
+    jump.click().run()
+    assert not at.exception and next(s for s in at.slider if s.label == "Slice").value == target
+    assert at.button(key=f"go_to_{target}").disabled  # the slice shown now
+
+
+def test_panels_are_chosen_enlarged_and_zoomed_and_hover_reads_the_pixel_and_all_survive_reruns() -> None:
+    at = page()
+    at.radio(key="input_kind").set_value("Sample slice").run()
+    assert not at.exception
+    shown = figures(at)
+    assert len(shown) == 5  # the sample has its own true mask: the error map too
+    readout = ("row %{y}", "intensity", "probability", "predicted lesion", "true lesion")
+    probability = next(f for f in shown if f["layout"]["title"]["text"] == "Lesion probability")["data"][0]
+    assert all(word in probability["hovertemplate"] for word in readout)
+    assert "intensity" not in shown[0]["data"][0]["hovertemplate"]  # the values ride on one panel only
+    assert probability["type"] == "heatmap" and (probability["zmin"], probability["zmax"]) == (0, 1)
+    assert probability["colorbar"]["title"]["text"] == "probability"
+    at.pills(key="panels").set_value(["probability", "segmentation"]).run()
+    assert panel_titles(at) == ["Lesion probability", "Segmentation"]
+    at.selectbox(key="large").set_value("segmentation").run()
+    (large,) = figures(at)
+    assert large["layout"]["title"]["text"] == "Segmentation" and large["layout"]["height"] == 720
+    assert all(word in large["data"][0]["hovertemplate"] for word in readout)
+    assert large["layout"]["xaxis"]["range"] == [-0.5, 255.5]
+    at.select_slider(key="zoom").set_value(4).run()
+    x0, x1 = figures(at)[0]["layout"]["xaxis"]["range"]
+    assert x1 - x0 == 64  # a quarter of the 256-pixel slice, around the lesion
+    for change in (lambda: at.slider(key="opacity").set_value(0.7),
+                   lambda: at.slider(key="threshold_ensemble").set_value(0.6)):
+        change().run()
+        assert not at.exception and at.selectbox(key="large").value == "segmentation"
+        assert at.select_slider(key="zoom").value == 4
+        assert at.pills(key="panels").value == ["probability", "segmentation"]
+    at.selectbox(key="large").set_value("side by side").run()
+    at.pills(key="panels").set_value([]).run()
+    assert not at.exception and "Pick at least one panel" in at.info[0].value
+
+
+def test_the_3d_view_draws_each_lesion_in_its_colour_and_a_table_row_highlights_it() -> None:
+    at = page()
+    at.radio(key="input_kind").set_value("Sample volume").run()
+    at.radio(key="view").set_value("3d").run()
+    assert not at.exception and not at.error
+    (figure,) = figures(at)
+    head, *lesions = figure["data"]
+    table = at.dataframe[0].value
+    assert head["name"] == "head" and head["opacity"] < 0.2
+    assert len(lesions) == len(table) >= 2 and all(t["type"] == "mesh3d" and t["opacity"] == 1 for t in lesions)
+    assert len({t["color"] for t in lesions}) == len(lesions)
+    at.session_state["lesion_pick"] = {"selection": {"rows": [1], "columns": []}}  # a click on the table's row 2
+    at.run()
+    opacities = [t["opacity"] for t in figures(at)[0]["data"][1:]]
+    assert opacities[1] == 1 and all(o < 1 for i, o in enumerate(opacities) if i != 1)
+    at.radio(key="input_kind").set_value("Sample slice").run()
+    assert not at.exception and any("needs a volume" in c.value for c in at.caption)

@@ -36,6 +36,7 @@ __all__ = [
     "match_components",
     "match_lesions",
     "pool_lesion_scores",
+    "ranked_labels",
     "remove_small_components",
     "score_match",
 ]
@@ -326,6 +327,16 @@ def _voxel_size(spacing: Sequence[float] | None, ndim: int) -> float | None:
     return math.prod(values)
 
 
+def ranked_labels(mask: np.ndarray, connectivity: str = "full") -> tuple[np.ndarray, int]:
+    """Components numbered as :func:`lesion_table` numbers its lesions: ``(labels, n)`` with 1 the
+    largest (ties in scan order of the first voxel), so ``labels == lesion.label`` is its voxels."""
+    labels, n = label_components(mask, connectivity)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    rank = np.zeros(n + 1, labels.dtype)
+    rank[1 + np.argsort(-sizes, kind="stable")] = np.arange(1, n + 1)
+    return rank[labels], n
+
+
 def lesion_table(
     mask: np.ndarray,
     probabilities: np.ndarray | None = None,
@@ -337,7 +348,7 @@ def lesion_table(
     ``probabilities`` (same shape as ``mask``) adds each lesion's mean probability. A ``nan``
     entry in ``spacing`` (e.g. unknown slice thickness) makes ``size_mm`` ``None``.
     """
-    labels, n = label_components(mask, connectivity)
+    labels, n = ranked_labels(mask, connectivity)
     voxel = _voxel_size(spacing, labels.ndim)
     if probabilities is not None:
         probabilities = np.asarray(probabilities, dtype=float)
@@ -355,15 +366,13 @@ def lesion_table(
     means = (
         ndimage.mean(probabilities, labels, index) if probabilities is not None else None
     )
-    order = sorted(range(n), key=lambda i: -int(sizes[i]))  # stable: ties keep scan order
-
     lesions = []
-    for rank, i in enumerate(order, start=1):
+    for i in range(n):
         box = boxes[i]
         assert box is not None  # every label 1..n has at least one voxel
         lesions.append(
             Lesion(
-                label=rank,
+                label=i + 1,
                 size_px=int(sizes[i]),
                 size_mm=None if voxel is None else float(sizes[i]) * voxel,
                 centroid=tuple(float(c) for c in centroids[i]),

@@ -70,11 +70,12 @@ def montage(images: list[np.ndarray], columns: int = 4, labels: list[str] | None
 
 
 def overlay_stack(enhanced: np.ndarray, mask: np.ndarray, limit: int = 12) -> np.ndarray:
-    """One picture for a ``(Z, H, W)`` result: the slice itself for Z == 1, else a labelled montage."""
+    """One picture for a ``(Z, H, W)`` result: the slice itself for Z == 1, else a montage labelled
+    with 0-based slice numbers (as the lesion CSV and napari's slider)."""
     if enhanced.shape[0] == 1:
         return overlay(enhanced[0], mask[0])
     picks = slices_to_show(mask, limit)
-    return montage([overlay(enhanced[i], mask[i]) for i in picks], labels=[f"slice {i + 1}" for i in picks])
+    return montage([overlay(enhanced[i], mask[i]) for i in picks], labels=[f"slice {i}" for i in picks])
 
 
 def probability_map(probabilities: np.ndarray) -> np.ndarray:
