@@ -2,7 +2,9 @@
 
 The same studies in every configuration, each into a fresh output folder (nothing kept from an
 earlier run), timed end to end as a user waits for it: cluster start, model loading on every
-worker, reading, segmenting, writing and the summary. Each study is ``--slices`` consecutive
+worker, reading, segmenting, writing and the summary. Also printed: the median time a study
+took on its worker (one thread there, every core in-process), and the wall time not spent in
+studies (cluster start, scheduling, the tables; a worker's model load is part of its first study). Each study is ``--slices`` consecutive
 real FLAIR slices of one LGG patient (``../shared/data/lgg_flair``) saved as a NIfTI volume.
 
     python benchmarks/bench_batch.py [--studies 40] [--slices 8] [--model ensemble]
@@ -62,8 +64,11 @@ def main() -> None:
                             for r in report.records if r["status"] == "segmented"}
             results.append((label, seconds, failed))
             precision = report.records[0].get("precision", "?")
+            per_study = [r["seconds"] for r in report.records]
+            outside = seconds - sum(per_study) / (workers or 1)  # cluster start, scheduling, tables
             print(f"  {label:18s} {seconds:7.1f} s  {60 * args.studies / seconds:6.1f} studies/min  "
-                  f"failed {failed}  precision {precision}", flush=True)
+                  f"median {np.median(per_study):5.2f} s per study on its worker  ~{outside:5.1f} s outside the "
+                  f"studies  failed {failed}  precision {precision}", flush=True)
         base = results[0][1]
         print("speed-up over in-process: " + ", ".join(f"{label} {base / s:.2f}x" for label, s, _ in results[1:]))
         reference = masks["in-process"]

@@ -12,6 +12,7 @@ from PIL import Image
 from metaseg_viewer.errors import InputError
 from metaseg_viewer.evaluation import read_true_mask
 from metaseg_viewer.io import ReadLimits, encode_nifti, read_scan, read_scans
+from metaseg_viewer.io.pairing import mask_stem
 from metaseg_viewer.samples import make_slice, make_volume
 from metaseg_viewer.scan import Scan
 from metaseg_viewer.segment import output_stem
@@ -34,22 +35,11 @@ class Case:
         return hashlib.sha1(self.data).hexdigest()
 
 
-def mask_of(name: str) -> str | None:
-    """The image stem a mask upload belongs to, or ``None`` for an image: ``X_mask.*`` (the LGG
-    kaggle_3m layout) or ``masks/X.*`` (the images/masks layout, where the upload keeps its
-    folder) — the rule of the napari reader and the training layouts."""
-    stem = output_stem(name)
-    if stem.lower().endswith("_mask"):
-        return stem[: -len("_mask")]
-    parts = name.replace("\\", "/").split("/")
-    return stem if len(parts) > 1 and parts[-2].lower() == "masks" else None
-
-
 def cases_from_uploads(files: list[tuple[str, bytes]], limits: ReadLimits = ReadLimits()) -> tuple[list[Case], list[str]]:
     """Readable uploads as cases (a DICOM series' files as one), and one message per bad file.
-    A mask uploaded with its image (see :func:`mask_of`) becomes that case's true mask, not a case."""
-    masks = {stem: (name, data) for name, data in files if (stem := mask_of(name)) is not None}
-    images = [(name, data) for name, data in files if mask_of(name) is None]
+    A mask uploaded with its image (named as :func:`metaseg_viewer.io.pairing.mask_stem` pairs them) becomes that case's true mask, not a case."""
+    masks = {stem: (name, data) for name, data in files if (stem := mask_stem(name)) is not None}
+    images = [(name, data) for name, data in files if mask_stem(name) is None]
     cases: list[Case] = []
     problems: list[str] = []
     by_name = dict(images)
