@@ -147,6 +147,7 @@ def test_a_rerun_keeps_everything_and_a_change_is_redone(archive: Path, in_proce
 
 def test_local_cluster_masks_equal_the_in_process_run(archive: Path, in_process: tuple[Path, list[dict]],
                                                       tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
     out_a, records_a = in_process
     report = run_batch(archive, tmp_path, MODEL, scheduler="local", workers=2, progress=False)
     assert [r["study_id"] for r in report.records] == [r["study_id"] for r in records_a]
@@ -266,3 +267,45 @@ def test_ctrl_c_leaves_no_partial_study_and_the_next_run_continues(shared_data: 
     statuses = {r["study_id"]: r["status"] for r in rerun.records}
     assert {s for s, status in statuses.items() if status == "kept"} == {p.name for p in finished}
     assert set(statuses.values()) <= {"kept", "segmented"} and len(statuses) == 5
+
+
+def test_an_output_folder_inside_the_archive_is_not_read_as_studies(shared_data: Path, tmp_path: Path) -> None:
+    source = tmp_path / "archive"
+    lgg_volume(shared_data, source / "v.nii.gz", 10, 4)
+    first = run_batch(source, source / "results", MODEL, scheduler="none", progress=False)
+    again = run_batch(source, source / "results", MODEL, scheduler="none", progress=False)
+    assert [(r["study_id"], r["status"]) for r in first.records] == [("v", "segmented")]
+    assert [(r["study_id"], r["status"]) for r in again.records] == [("v", "kept")]
+
+
+def test_an_unreachable_scheduler_leaves_the_earlier_summary_alone(shared_data: Path, tmp_path: Path) -> None:
+    source = tmp_path / "archive"
+    lgg_volume(shared_data, source / "v.nii.gz", 10, 4)
+    out = tmp_path / "out"
+    run_batch(source, out, MODEL, scheduler="none", progress=False)
+    before = (out / "summary.csv").read_bytes()
+    with pytest.raises(InputError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
+        run_batch(source, out, MODEL, scheduler="tcp://127.0.0.1:9", progress=False)
+    assert (out / "summary.csv").read_bytes() == before
+
+
+def test_a_checkpoint_whose_card_settings_change_is_redone(shared_data: Path, tiny_checkpoint: Path,
+                                                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    models = tmp_path / "models"
+    models.mkdir()
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(tiny_checkpoint.with_suffix(suffix), models / f"tiny{suffix}")
+    source = tmp_path / "archive"
+    lgg_volume(shared_data, source / "v.nii.gz", 10, 3)
+    monkeypatch.chdir(tmp_path)  # a relative checkpoint path is the driver's, made absolute for the workers
+    settings = BatchSettings(model="models/tiny.safetensors")
+    first = run_batch(source, tmp_path / "out", settings, scheduler="none", progress=False)
+    assert first.records[0]["status"] == "segmented" and first.records[0]["threshold"] == 0.5
+    assert run_batch(source, tmp_path / "out", settings, scheduler="none", progress=False).records[0]["status"] == "kept"
+    card = json.loads((models / "tiny.json").read_text())
+    card["inference"]["threshold"] = 0.3  # the same weights, another validated setting
+    (models / "tiny.json").write_text(json.dumps(card))
+    redone = run_batch(source, tmp_path / "out", settings, scheduler="none", progress=False).records[0]
+    assert redone["status"] == "segmented" and redone["threshold"] == 0.3

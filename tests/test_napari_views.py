@@ -103,7 +103,7 @@ def test_compare_after_an_ensemble_takes_its_members_and_runs_no_network(make_na
     assert {"pred: ensemble (synthetic FLAIR slice)", "prob: ensemble (synthetic FLAIR slice)"} <= set(
         layer.name for layer in viewer.layers)
     scan = Scan(pixels=viewer.layers[SLICE].data[None])
-    expected = {m: Predictor.load(m, batch_size=_results.BATCH_SIZE).predict(scan)
+    expected = {m: Predictor.load(m, batch_size=_results.CPU_BATCH_SIZE).predict(scan)
                 for m in ("unetpp", "attention-unet")}
 
     def no_network(*_args, **_kwargs):

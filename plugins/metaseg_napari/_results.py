@@ -13,16 +13,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from metaseg_viewer.inference import Predictor
+from metaseg_viewer.inference import Predictor, default_device
 from metaseg_viewer.prediction import Prediction, carry_edits
 from metaseg_viewer.scan import Scan
 
 _predictors: dict[tuple[str, str], Predictor] = {}
 _load_lock = threading.Lock()
-#: Slices per network call. Cancel is checked between calls, so one call must take well under 2 s:
-#: U-Net++ in fp32 with TTA on this project's shared 2-core CPU took 9 s for 8 slices, 1-4 s for 2;
-#: in bf16 a slice costs the same at 1, 2 or 8 per call.
-BATCH_SIZE = 1
+#: Slices per network call on the CPU. Cancel is checked between calls, so one call must take well
+#: under 2 s: U-Net++ in fp32 with TTA on this project's shared 2-core CPU took 9 s for 8 slices,
+#: 1-4 s for 2; in bf16 a slice costs the same at 1, 2 or 8 per call. A GPU keeps the core's batch.
+CPU_BATCH_SIZE = 1
 
 
 class Cancelled(Exception):
@@ -35,7 +35,8 @@ def predictor(name: str, precision: str = "auto", loading: Callable[[str], None]
     with _load_lock:
         if (name, precision) not in _predictors:
             loading(name)
-            _predictors[name, precision] = Predictor.load(name, precision=precision, batch_size=BATCH_SIZE)
+            batch = CPU_BATCH_SIZE if default_device() == "cpu" else 8
+            _predictors[name, precision] = Predictor.load(name, precision=precision, batch_size=batch)
         return _predictors[name, precision]
 
 

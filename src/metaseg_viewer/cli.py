@@ -195,6 +195,17 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                         help="auto: bf16 where the CPU (AMX / AVX512-BF16) or GPU has native bf16, else fp32")
 
 
+def _positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
 def _batch(args: argparse.Namespace) -> int:
     from metaseg_viewer.batch import BatchSettings, run_batch
 
@@ -242,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--scheduler", default=None,
                        help="local: a Dask LocalCluster, one single-threaded worker per core (default when Dask is "
                             "installed); none: in this process; tcp://host:8786: a running Dask scheduler")
-    batch.add_argument("--workers", type=int, default=None,
+    batch.add_argument("--workers", type=_positive, default=None,
                        help="local worker processes (default: one per core); with an address, wait for this many")
     _add_model_options(batch)
     batch.set_defaults(func=_batch)

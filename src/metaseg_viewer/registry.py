@@ -202,6 +202,12 @@ def weights_version(name_or_path: str | Path) -> str:
     return "+".join(read_card(p).sha256[:12] for p in paths)
 
 
+def model_defaults(name_or_path: str | Path) -> InferenceConfig:
+    """The inference settings on a model's card (an ensemble's own), read without loading weights."""
+    resolved = resolve_model(name_or_path)
+    return resolved.inference if isinstance(resolved, EnsembleCard) else read_card(resolved[0]).inference
+
+
 def _is_ensemble_card(path: Path) -> bool:
     """Whether a ``.json`` file is an ensemble card (it lists members) rather than a model card."""
     try:

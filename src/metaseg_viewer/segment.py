@@ -36,6 +36,7 @@ class SegmentOutputs:
     n_lesions: int
     description: str = ""  # how the pixels were obtained (channel, reorientation), Scan.description
     warnings: tuple[str, ...] = ()  # Scan.warnings: the result may be partial or meaningless
+    rows: tuple[dict, ...] = ()  # the lesion table written to ``lesions``, as :func:`lesion_rows` gives it
 
 
 def output_stem(source: str | Path) -> str:
@@ -145,7 +146,8 @@ def write_outputs(scan: Scan, prediction: Prediction, out_dir: Path, stem: str,
     write_atomic(mask_path, data)
     write_atomic(overlay_path, overlay)
     write_atomic(lesions_path, lesion_csv(rows).encode())
-    return SegmentOutputs(mask_path, overlay_path, lesions_path, len(rows), scan.description, scan.warnings)
+    return SegmentOutputs(mask_path, overlay_path, lesions_path, len(rows), scan.description, scan.warnings,
+                          tuple(rows))
 
 
 __all__ = ["MASK_FORMATS", "MEDIA_TYPES", "MaskFormat", "SegmentOutputs", "deidentified_stem", "lesion_csv", "lesion_rows", "mask_file", "mask_suffix", "output_stem", "write_atomic",

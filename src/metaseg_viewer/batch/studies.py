@@ -35,9 +35,10 @@ class Study:
     truth: str | None = None
 
 
-def find_studies(source: str | Path) -> tuple[list[Study], list[str]]:
+def find_studies(source: str | Path, exclude: Path | None = None) -> tuple[list[Study], list[str]]:
     """The studies of a folder tree or a ``.csv`` manifest, in a stable order, and notes on
-    what was passed over (files of other types, masks without their image).
+    what was passed over (files of other types, masks without their image). ``exclude``: a
+    folder not to walk (a run's own output folder inside the archive).
 
     Raises:
         InputError: ``source`` does not exist, holds no study, or the manifest is malformed.
@@ -48,45 +49,45 @@ def find_studies(source: str | Path) -> tuple[list[Study], list[str]]:
     if not path.is_dir():
         raise InputError(f"{source}: not a folder or a .csv manifest. Accepted: a folder of studies (DICOM series "
                          "folders, NIfTI files, PNG/JPEG/TIFF images) or a CSV with columns study_id,path[,truth]")
-    studies, notes = _walk(path.resolve())
+    studies, notes = _walk(path.resolve(), None if exclude is None else Path(exclude).resolve())
     if not studies:
         raise InputError(f"{source}: no studies found. Accepted: DICOM series folders, NIfTI files (.nii, .nii.gz) "
                          "and PNG/JPEG/TIFF images anywhere below it, or a CSV manifest")
     return studies, notes
 
 
-def _walk(root: Path) -> tuple[list[Study], list[str]]:
+def _walk(root: Path, exclude: Path | None) -> tuple[list[Study], list[str]]:
     studies: list[Study] = []
     taken: set[str] = set()
-    ignored: list[str] = []
+    ignored: list[Path] = []
     masks: list[Path] = []
 
     def add(study_path: Path, truth: Path | None) -> None:
         rel = root.name if study_path == root else study_path.relative_to(root).as_posix()
         study_id = safe_id(rel if study_path.is_dir() else rel[: len(rel) - len(suffix_of(rel))])
-        while study_id in taken:  # a/x.png and a/x.nii.gz: stable because the walk is sorted
+        while study_id.casefold() in taken:  # a/x.png and a/X.nii.gz: stable because the walk is sorted
             study_id += "_2"
-        taken.add(study_id)
+        taken.add(study_id.casefold())  # one folder each, also where file names ignore case
         studies.append(Study(study_id, str(study_path), None if truth is None else str(truth)))
 
     for folder in [root, *sorted(p for p in root.rglob("*") if p.is_dir())]:
-        if any(part.startswith(".") for part in folder.relative_to(root).parts):
+        if any(part.startswith(".") for part in folder.relative_to(root).parts) or (
+                exclude is not None and exclude != root and folder.is_relative_to(exclude)):
             continue
         files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
         if any(_is_dicom(p) for p in files):
             add(folder, None)
             continue
         for file in files:
-            if not suffix_of(file.name):
-                if not file.name.lower().endswith(MASK_SUFFIXES):
-                    ignored.append(file.name)
+            if not suffix_of(file.name):  # a NRRD is a mask only (3D Slicer's .seg.nrrd)
+                (masks if file.name.lower().endswith(MASK_SUFFIXES) else ignored).append(file)
             elif mask_stem(file.relative_to(root).as_posix()) is not None:
                 masks.append(file)
             else:
                 add(file, true_mask_beside(file))
     notes = []
     if ignored:
-        notes.append(f"passed over {len(ignored)} file(s) of other types (e.g. {ignored[0]})")
+        notes.append(f"passed over {len(ignored)} file(s) of other types (e.g. {ignored[0].name})")
     orphans = sorted(set(masks) - {Path(s.truth) for s in studies if s.truth})
     if orphans:
         notes.append(f"passed over {len(orphans)} mask file(s) without their image (e.g. "
@@ -128,9 +129,10 @@ def read_manifest(path: Path) -> list[Study]:
             study_id = safe_id(study_id, strict=True)
         except InputError as exc:
             raise InputError(f"{path}, line {line}: {exc}") from None
-        if study_id in seen:
-            raise InputError(f"{path}, line {line}: study_id {study_id!r} appears twice; each study once")
-        seen.add(study_id)
+        if study_id.casefold() in seen:
+            raise InputError(f"{path}, line {line}: study_id {study_id!r} appears twice (letter case aside: each "
+                             "study's folder must differ also where file names ignore case); each study once")
+        seen.add(study_id.casefold())
         truth = (row.get("truth") or "").strip()
         studies.append(Study(study_id, str(_from(path.parent, file)), str(_from(path.parent, truth)) if truth else None))
     return studies

@@ -49,9 +49,16 @@ class BatchSettings:
         return asdict(self)
 
 
-@lru_cache(maxsize=4)
 def _predictor(model: str, device: str | None, precision: str) -> Any:
-    """A loaded model, kept for the life of the worker process: loaded once per worker, not per study."""
+    """A loaded model, kept for the life of the worker process: loaded once per worker, not per
+    study, and again only when its card changes (new weights or settings under the same name)."""
+    from metaseg_viewer.registry import model_defaults, weights_version
+
+    return _loaded(model, device, precision, f"{weights_version(model)} {model_defaults(model)}")
+
+
+@lru_cache(maxsize=4)
+def _loaded(model: str, device: str | None, precision: str, card: str) -> Any:
     from metaseg_viewer.inference import Predictor
 
     return Predictor.load(model, device=device, precision=precision)
@@ -89,19 +96,40 @@ def run_study(study: Study, settings: BatchSettings, out: str) -> dict[str, Any]
 
 
 def _kept_record(folder: Path, record: dict[str, Any], settings: BatchSettings) -> dict[str, Any] | None:
-    """The earlier record of this study when its outputs still hold: same input and truth bytes,
-    same request, the model it used still has the same weights, and every file is there."""
-    from metaseg_viewer.registry import weights_version
+    """The earlier record of this study when its outputs still hold: the same input and truth
+    bytes, the same request (where it ran aside), the model it used still has the same weights
+    and card settings, the same file name when the model was chosen by it, and every file there."""
+    from metaseg_viewer.registry import model_defaults, weights_version
 
     try:
         earlier = json.loads((folder / RECORD).read_text(encoding="utf-8"))
+        current = model_defaults(earlier["model"]).override(threshold=settings.threshold, tta=settings.tta,
+                                                            min_lesion_size=settings.min_lesion_size)
         same = (earlier["input_sha256"] == record["input_sha256"] and earlier["truth_sha256"] == record["truth_sha256"]
-                and earlier["request"] == settings.to_dict()
+                and _request(earlier["request"]) == _request(settings.to_dict())
                 and earlier["weights_sha256"] == weights_version(earlier["model"])
+                and (earlier["threshold"], earlier["tta"], earlier["min_lesion_size"])
+                == (current.threshold, current.tta, current.min_lesion_size)
+                and (settings.model is not None or Path(earlier["input"]).name == Path(record["input"]).name)
                 and all((folder / name).is_file() for name in earlier["files"].values()))
     except (OSError, ValueError, KeyError, TypeError, MetaSegError):
         return None
-    return earlier if same else None
+    return {**earlier, "input": record["input"], "truth": record["truth"]} if same else None
+
+
+def _request(request: dict[str, Any]) -> dict[str, Any]:
+    """What a request asks for, without where it ran (cpu or cuda give the same result)."""
+    return {k: v for k, v in request.items() if k != "device"}
+
+
+def earlier_record(out: Path, study_id: str) -> dict[str, Any] | None:
+    """A study's record from an earlier run, not checked against its input (``unchecked``), or
+    ``None`` when it has none: the row an interrupted run keeps for a study it did not reach."""
+    try:
+        earlier = json.loads((out / STUDIES / study_id / RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return {**earlier, "status": "unchecked", "folder": f"{STUDIES}/{study_id}"}
 
 
 def _segment(study: Study, settings: BatchSettings, folder: Path, identity: dict[str, Any]) -> dict[str, Any]:
@@ -110,7 +138,7 @@ def _segment(study: Study, settings: BatchSettings, folder: Path, identity: dict
     from metaseg_viewer.evaluation import read_true_mask, score_against
     from metaseg_viewer.io import read_scan
     from metaseg_viewer.model_choice import choose_model
-    from metaseg_viewer.segment import lesion_rows, mask_suffix, write_outputs
+    from metaseg_viewer.segment import mask_suffix, write_outputs
     from metaseg_viewer.sequences import sequence_hint
 
     scan = read_scan(study.path, color=settings.channel)  # type: ignore[arg-type]
@@ -119,26 +147,26 @@ def _segment(study: Study, settings: BatchSettings, folder: Path, identity: dict
     choice = choose_model(sequence_hint(study.path, scan.metadata), settings.model, settings.sequence)
     predictor = _predictor(choice.model, settings.device, settings.precision)
     prediction = predictor.predict(scan, settings.threshold, settings.tta, settings.min_lesion_size)
-    rows = lesion_rows(scan, prediction.mask, prediction.probabilities)
     voxel_ml = _voxel_ml(scan.spacing) if scan.is_volume else None
     result = {
         **identity,
         "model": choice.model, "model_reason": choice.reason, "weights_sha256": prediction.model_version,
         "threshold": prediction.settings.threshold, "tta": prediction.settings.tta,
         "min_lesion_size": prediction.settings.min_lesion_size, "mask_format": settings.mask_format,
-        "precision": prediction.precision, "slices": scan.n_slices, "lesions": len(rows),
+        "precision": prediction.precision, "slices": scan.n_slices,
         "lesion_voxels": int(prediction.mask.sum()),
         "lesion_volume_ml": None if voxel_ml is None else round(float(prediction.mask.sum()) * voxel_ml, 4),
         "dice": None if truth is None else score_against(prediction.mask, truth, scan.spacing)["dice"],
         "warnings": "; ".join((*choice.warnings, *scan.warnings)),
         "request": settings.to_dict(),
-        "lesion_rows": [_with_ml(row) for row in rows],
     }
     temporary = folder.with_name(f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         outputs = write_outputs(scan, prediction, temporary, study.study_id, settings.mask_format)  # type: ignore[arg-type]
         result["files"] = {kind: path.name for kind, path in
                            (("mask", outputs.mask), ("overlay", outputs.overlay), ("lesions", outputs.lesions))}
+        result["lesions"] = len(outputs.rows)
+        result["lesion_rows"] = [_with_ml(row) for row in outputs.rows]
         text = json.dumps(result, indent=1, default=_plain)
         (temporary / RECORD).write_text(text, encoding="utf-8")
         _publish(temporary, folder)
@@ -171,22 +199,35 @@ def _plain(value: Any) -> Any:
 
 def _publish(temporary: Path, folder: Path) -> None:
     """Move a complete study folder into place, replacing an earlier one: at every moment the
-    final name holds a complete study or nothing."""
+    final name holds a complete study, or nothing while an earlier one waits under ``.old-``
+    (which :func:`clear_leftovers` puts back). Losing a race to another complete copy of the
+    same study (Dask ran it twice) is no error."""
     old = None
     if folder.exists():
         old = folder.with_name(f".{folder.name}.old-{uuid.uuid4().hex[:8]}")
         folder.rename(old)
-    temporary.rename(folder)
+    try:
+        temporary.rename(folder)
+    except OSError:
+        if not (folder / RECORD).is_file():
+            raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
 
 def clear_leftovers(out: Path) -> int:
-    """Remove the temporary folders an interrupted or killed run left in ``out/studies``; their
-    studies are redone. Returns how many were removed."""
+    """Tidy ``out/studies`` after an interrupted or killed run: an earlier study folder caught
+    mid-replacement goes back under its name; unfinished ones are removed (their studies are
+    redone). Returns how many were removed. Only one run may use an ``out`` at a time."""
     studies = out / STUDIES
-    leftovers = [p for p in studies.iterdir() if p.name.startswith(".") and any(m in p.name for m in _TEMPORARY)] \
-        if studies.is_dir() else []
-    for path in leftovers:
-        shutil.rmtree(path, ignore_errors=True)
-    return len(leftovers)
+    if not studies.is_dir():
+        return 0
+    removed = 0
+    for path in sorted(p for p in studies.iterdir() if p.name.startswith(".")):
+        name, marker, _ = path.name[1:].rpartition(".old-") if ".old-" in path.name else ("", "", "")
+        if marker and not (studies / name).exists():
+            path.rename(studies / name)
+        elif any(m in path.name for m in _TEMPORARY):
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+    return removed

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from metaseg_viewer.io.suffixes import SUFFIXES, strip_suffix
+from metaseg_viewer.io.suffixes import MASK_SUFFIXES, SUFFIXES, strip_suffix
 
 MASK_TAGS = ("_mask", "_truth")  # X_mask.* and X_truth.* are the true mask of X.*
 
@@ -33,7 +33,8 @@ def true_mask_beside(path: Path) -> Path | None:
     if path.is_dir():
         return None
     stem = strip_suffix(path.name)
-    candidates = [path.with_name(f"{stem}{tag}{path.name[len(stem):]}") for tag in MASK_TAGS]
+    suffixes = dict.fromkeys((path.name[len(stem):], *SUFFIXES, ".seg.nrrd", *MASK_SUFFIXES))  # its own first
+    candidates = [path.with_name(f"{stem}{tag}{suffix}") for tag in MASK_TAGS for suffix in suffixes]
     if path.parent.name.lower() == "images":
         masks = path.parent.parent / "masks"
         candidates += [masks / path.name] + [masks / f"{stem}{s}" for s in SUFFIXES]
