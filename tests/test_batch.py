@@ -242,18 +242,22 @@ def test_cli_refuses_what_it_cannot_use(tmp_path: Path) -> None:
         assert message in run.stderr and "Traceback" not in run.stderr, run.stderr
 
 
-def test_ctrl_c_leaves_no_partial_study_and_the_next_run_continues(shared_data: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("scheduler", ["none", "local"])
+def test_ctrl_c_leaves_no_partial_study_and_the_next_run_continues(shared_data: Path, tmp_path: Path,
+                                                                   scheduler: str) -> None:
+    if scheduler == "local":
+        pytest.importorskip("distributed")
     source = tmp_path / "volumes"
     for n in range(5):
         lgg_volume(shared_data, source / f"v{n}.nii.gz", 8 + n, 12)
     out = tmp_path / "out"
-    process = subprocess.Popen([*CLI, str(source), "--out", str(out), "--scheduler", "none", "--model",
+    process = subprocess.Popen([*CLI, str(source), "--out", str(out), "--scheduler", scheduler, "--model",
                                 "attention-unet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and not ((out / "studies").is_dir()
-                                               and any(p.name == "v0" for p in (out / "studies").iterdir())):
+                                               and any(p.name.startswith("v") for p in (out / "studies").iterdir())):
         time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGINT)  # as Ctrl-C in a terminal sends it
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert "run the same command again to continue" in stderr and "Traceback" not in stderr

@@ -46,6 +46,14 @@ def docked(viewer, model: str = "auto", image: str = SLICE) -> SegmentationWidge
     return widget
 
 
+def on_screen_with_sample(make_napari_viewer, model: str) -> tuple:
+    """A shown 1400x900 viewer with the synthetic FLAIR slice and the widget docked for ``model``."""
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1400, 900)
+    viewer.open_sample(PLUGIN, "flair_slice")
+    return viewer, docked(viewer, model)
+
+
 def segment(widget: SegmentationWidget, qtbot) -> None:
     widget.segment(whole_stack=True)
     qtbot.waitUntil(lambda: not widget.is_busy(), timeout=180_000)
@@ -60,10 +68,7 @@ def rgb(name: str) -> np.ndarray:
 
 
 def test_truth_prediction_and_errors_have_their_documented_colours(make_napari_viewer, qtbot, tmp_path: Path) -> None:
-    viewer = make_napari_viewer(show=True)
-    viewer.window._qt_window.resize(1400, 900)
-    viewer.open_sample(PLUGIN, "flair_slice")
-    widget = docked(viewer, "attention-unet")
+    viewer, widget = on_screen_with_sample(make_napari_viewer, "attention-unet")
     segment(widget, qtbot)
     truth, pred = viewer.layers[TRUTH], viewer.layers["pred: attention-unet (synthetic FLAIR slice)"]
     assert np.allclose(colour_of(truth, 1), rgb("truth")) and np.allclose(colour_of(pred, 1), rgb("attention-unet"))
@@ -84,21 +89,23 @@ def test_truth_prediction_and_errors_have_their_documented_colours(make_napari_v
         assert np.allclose(colour_of(errors, value), rgb(name))
     assert (errors.data == 1).any() and widget.score_label.text().startswith("Dice")
     truth.visible = pred.visible = False
-    widget.jump_to_lesion(0)
-    viewer.camera.zoom *= 3  # close up on the lesion, where the error colours are
-    qtbot.wait(300)
-    shot = viewer.screenshot(str(tmp_path / "errors.png"), canvas_only=True, flash=False)[..., :3].astype(int)
+    shot = close_up(viewer, widget, qtbot, tmp_path / "errors.png")[..., :3].astype(int)  # where the errors are
     green = np.abs(shot - rgb("true positive") * 255).sum(axis=-1) < 90
     assert green.sum() > 100  # the true positives show in their colour
     print(f"screenshots: {tmp_path / 'truth_and_prediction.png'} {tmp_path / 'errors.png'}")
 
 
+def close_up(viewer, widget, qtbot, path: Path) -> np.ndarray:
+    """Zoom in on the largest lesion and save the canvas as ``path``; returns its pixels."""
+    widget.jump_to_lesion(0)
+    viewer.camera.zoom *= 3
+    qtbot.wait(300)
+    return viewer.screenshot(str(path), canvas_only=True, flash=False)
+
+
 def test_compare_after_an_ensemble_takes_its_members_and_runs_no_network(make_napari_viewer, qtbot,
                                                                          monkeypatch, tmp_path: Path) -> None:
-    viewer = make_napari_viewer(show=True)
-    viewer.window._qt_window.resize(1400, 900)
-    viewer.open_sample(PLUGIN, "flair_slice")
-    widget = docked(viewer, "ensemble")
+    viewer, widget = on_screen_with_sample(make_napari_viewer, "ensemble")
     segment(widget, qtbot)
     assert {"pred: ensemble (synthetic FLAIR slice)", "prob: ensemble (synthetic FLAIR slice)"} <= set(
         layer.name for layer in viewer.layers)
@@ -126,19 +133,13 @@ def test_compare_after_an_ensemble_takes_its_members_and_runs_no_network(make_na
     assert widget.compare_label.text().endswith("from the ensemble's members (no network ran)")
     for name in ("pred: ensemble (synthetic FLAIR slice)", TRUTH):
         viewer.layers[name].visible = False
-    widget.jump_to_lesion(0)
-    viewer.camera.zoom *= 3
-    qtbot.wait(300)
-    viewer.screenshot(str(tmp_path / "compare.png"), canvas_only=True, flash=False)
+    close_up(viewer, widget, qtbot, tmp_path / "compare.png")
     print(f"screenshot: {tmp_path / 'compare.png'}")
 
 
 def test_first_view_shows_the_whole_image_after_docking_and_after_the_first_result(make_napari_viewer, qtbot,
                                                                                    monkeypatch, tmp_path: Path) -> None:
-    viewer = make_napari_viewer(show=True)
-    viewer.window._qt_window.resize(1400, 900)
-    viewer.open_sample(PLUGIN, "flair_slice")
-    widget = docked(viewer, "attention-unet")
+    viewer, widget = on_screen_with_sample(make_napari_viewer, "attention-unet")
     qtbot.wait(500)
 
     def whole_image_in_view() -> bool:
