@@ -120,3 +120,12 @@ def as_stack(array: np.ndarray) -> np.ndarray:
 def like_layer(stack: np.ndarray, layer_ndim: int) -> np.ndarray:
     """Back from ``(Z, H, W)`` to the layer's own dimensionality."""
     return stack[0] if layer_ndim == 2 else stack
+
+
+def legend_html() -> str:
+    """The colour table (:data:`COLOURS`) as the widget's legend, a line per kind of layer."""
+    def line(names) -> str:
+        return " · ".join(f'<span style="color:{COLOURS[name]}">■</span> {name}' for name in names)
+
+    masks = [name for name in COLOURS if name not in DISAGREEMENT + ERRORS]
+    return f"Masks: {line(masks)}<br>Compare: {line(DISAGREEMENT)}<br>Score, errors: {line(ERRORS)}"

@@ -7,7 +7,9 @@ about.
 Long work (model loading, inference) runs in a napari worker thread; the worker never touches Qt
 and reports progress through a queued Qt signal. Results are labels layers the user edits with
 napari's own brush, eraser and fill; the widget never overwrites an edit unless asked. Layer
-colours come from one table (``_layers.COLOURS``), which the widget's legend shows.
+colours come from one table (``_layers.COLOURS``), which the widget's legend shows. The controls
+are laid out in ``_controls`` and the lesion table is ``_lesion_table``; this module holds what
+they do.
 """
 
 from __future__ import annotations
@@ -21,37 +23,18 @@ from napari.layers import Image, Labels
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QObject, Qt, QTimer, Signal
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QFileDialog,
-    QFormLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QHeaderView,
-    QLabel,
-    QLineEdit,
-    QProgressBar,
-    QPushButton,
-    QScrollArea,
-    QSlider,
-    QTableWidget,
-    QTableWidgetItem,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QComboBox, QFileDialog, QWidget
 
 from metaseg_viewer.evaluation import compare_models, hd95_text, score_against
 from metaseg_viewer.model_choice import ModelChoice, ModelChoiceError
 from metaseg_viewer.prediction import Prediction
-from metaseg_viewer.precision import PRECISIONS
 from metaseg_viewer.registry import family_networks, model_label
 from metaseg_viewer.scan import Scan
-from metaseg_viewer.lesions import lesion_table
 from metaseg_viewer.segment import lesion_csv, lesion_rows
 from metaseg_viewer.sequences import sequence_label
-from metaseg_napari._choice import AUTO, card_settings, choice_text, choose, model_menu, sequence_menu
-from metaseg_napari._layers import (COLOURS, DISAGREEMENT, ERRORS, RESULT_KEY, SCAN_KEY, as_stack, labels_colormap,
+from metaseg_napari._choice import AUTO, card_settings, choice_text, choose, model_menu
+from metaseg_napari._controls import setup_controls
+from metaseg_napari._layers import (DISAGREEMENT, ERRORS, RESULT_KEY, SCAN_KEY, as_stack, labels_colormap,
                                     layer_name, like_layer, model_colour_name, scan_of_layer)
 from metaseg_napari._results import Cancelled, LayerResult, run_model
 from metaseg_napari._writer import write_labels
@@ -81,161 +64,13 @@ class SegmentationWidget(QWidget):
         self._view_reset = False
         self._refresh_timer = QTimer(self, singleShot=True, interval=300)
         self._refresh_timer.timeout.connect(self._after_edit)
-        self._build()
+        setup_controls(self)
+        self._fill_models()
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.connect(self._refresh_layer_choices)
         self._refresh_layer_choices()
 
     # --- layout --------------------------------------------------------------------------------
-    def _build(self) -> None:
-        # In a scroll area, so that the dock does not make the window taller than a laptop screen;
-        # only as wide as the controls need, so that the canvas keeps the rest.
-        self._scroll = scroll = QScrollArea()
-        content = QWidget()
-        scroll.setWidgetResizable(True)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        scroll.setWidget(content)
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll)
-        layout = QVBoxLayout(content)
-        run = QGroupBox("Segment")
-        form = QFormLayout(run)
-        self.image_combo, self.sequence_combo, self.model_combo = QComboBox(), QComboBox(), QComboBox()
-        self.result_combo, self.truth_combo = QComboBox(), QComboBox()
-        for combo in (self.image_combo, self.sequence_combo, self.model_combo, self.result_combo, self.truth_combo):
-            # long layer names must not widen the dock: the canvas keeps its width
-            combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
-            combo.setMinimumContentsLength(10)
-        self.image_combo.currentIndexChanged.connect(self._on_result_changed)
-        self.model_combo.currentIndexChanged.connect(self._on_result_changed)
-        for label, data in sequence_menu():
-            self.sequence_combo.addItem(label, data)
-        self.sequence_combo.setToolTip("The MRI sequence of the image: each model was trained for one. Auto reads it "
-                                       "from the layer's file name or DICOM description (flair, t1c, t1ce, post, "
-                                       "gad…) and says which it chose and why.")
-        self.sequence_combo.currentIndexChanged.connect(self._fill_models)
-        self.tta = QCheckBox("Test-time augmentation (flip)")
-        self.tta.setTristate(False)
-        self.tta_default = QCheckBox("use the model card's TTA setting")
-        self.tta_default.setChecked(True)
-        self.tta_default.toggled.connect(lambda on: self.tta.setEnabled(not on))
-        self.tta.setEnabled(False)
-        self.precision_combo = QComboBox()
-        self.precision_combo.addItems(list(PRECISIONS))
-        self.precision_combo.setToolTip("auto: bf16 where the CPU (AMX / AVX512-BF16) or GPU computes it natively "
-                                        "(about 2x faster), fp32 elsewhere")
-        form.addRow("Image layer", self.image_combo)
-        models = QHBoxLayout()
-        models.addWidget(self.sequence_combo)
-        models.addWidget(self.model_combo, 1)
-        form.addRow("Sequence, model", models)
-        form.addRow("Precision", self.precision_combo)
-        form.addRow(self.tta_default)
-        form.addRow(self.tta)
-        buttons = QHBoxLayout()
-        self.slice_button, self.stack_button = QPushButton("Segment slice"), QPushButton("Segment stack")
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.slice_button.clicked.connect(lambda: self.segment(whole_stack=False))
-        self.stack_button.clicked.connect(lambda: self.segment(whole_stack=True))
-        self.cancel_button.clicked.connect(self.cancel)
-        for b in (self.slice_button, self.stack_button, self.cancel_button):
-            buttons.addWidget(b)
-        form.addRow(buttons)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 100)
-        self.progress.setValue(0)
-        form.addRow(self.progress)
-        self.choice_label = QLabel("")
-        self.choice_label.setWordWrap(True)
-        form.addRow(self.choice_label)
-        self.message_label = QLabel("")  # the whole of the last error: a notification shows only its first line
-        self.message_label.setWordWrap(True)
-        self.message_label.setStyleSheet("color: #ff6e6e")
-        self.message_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        form.addRow(self.message_label)
-        layout.addWidget(run)
-
-        result = QGroupBox("Result")
-        form = QFormLayout(result)
-        self.result_combo.currentIndexChanged.connect(self._on_result_changed)
-        form.addRow("Segmentation", self.result_combo)
-        self.threshold = QSlider(Qt.Horizontal)
-        self.threshold.setRange(1, 99)
-        self.threshold.setValue(50)
-        self.threshold_label = QLabel("0.50")
-        self.threshold.valueChanged.connect(self._on_threshold)
-        row = QHBoxLayout()
-        row.addWidget(self.threshold)
-        row.addWidget(self.threshold_label)
-        form.addRow("Threshold", row)
-        self.keep_edits = QCheckBox("keep my manual edits when the threshold moves")
-        self.keep_edits.setChecked(True)
-        form.addRow(self.keep_edits)
-        self.table = QTableWidget(0, 5)
-        self.table.setHorizontalHeaderLabels(["#", "slice", "size", "centre row, col", "mean p"])
-        self.table.horizontalHeaderItem(1).setToolTip("Slices as napari's slider numbers them (from 0); a 3-D "
-                                                      "lesion's first–last slice")
-        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
-        self.table.setSelectionBehavior(QTableWidget.SelectRows)
-        self.table.cellClicked.connect(self.jump_to_lesion)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
-        self.table.verticalHeader().setVisible(False)
-        form.addRow(self.table)
-        self.export_lesions_button = QPushButton("Export lesion table (CSV)…")
-        self.export_lesions_button.clicked.connect(lambda: self.export_lesions())
-        form.addRow(self.export_lesions_button)
-        layout.addWidget(result)
-
-        score = QGroupBox("Score and compare")
-        form = QFormLayout(score)
-        self.score_button = QPushButton("Score against")
-        self.score_button.clicked.connect(self.score)
-        row = QHBoxLayout()
-        row.addWidget(self.score_button)
-        row.addWidget(self.truth_combo)
-        form.addRow(row)
-        self.score_label = QLabel("")
-        self.score_label.setWordWrap(True)
-        form.addRow(self.score_label)
-        self.export_scores_button = QPushButton("Export scores (JSON)…")
-        self.export_scores_button.clicked.connect(lambda: self.export_scores())
-        form.addRow(self.export_scores_button)
-        self.compare_button = QPushButton("Compare")
-        self.compare_button.clicked.connect(self.compare)
-        form.addRow(self.compare_button)
-        self.compare_label = QLabel("")
-        self.compare_label.setWordWrap(True)
-        form.addRow(self.compare_label)
-        self.legend = QLabel(legend_html())
-        self.legend.setWordWrap(True)
-        self.legend.setToolTip("Layer colours. A prediction: its model's colour. Compare: each network as an outline "
-                               "in its colour, and where only one of them finds lesion. Score against: the errors "
-                               "layer (values 1 true positive, 2 false positive, 3 false negative).")
-        form.addRow(self.legend)
-        layout.addWidget(score)
-
-        save = QGroupBox("Keep the mask")
-        form = QFormLayout(save)
-        self.export_button = QPushButton("Export mask…")
-        self.export_button.clicked.connect(lambda: self.export())
-        form.addRow(self.export_button)
-        self.autosave = QCheckBox("autosave after every change to")
-        self.autosave_dir = QLineEdit()
-        self.autosave_dir.setPlaceholderText("folder")
-        row = QHBoxLayout()
-        row.addWidget(self.autosave)
-        row.addWidget(self.autosave_dir)
-        form.addRow(row)
-        layout.addWidget(save)
-        note = QLabel("Each model reads one sequence (its menu tooltip says what it was trained on). "
-                      "Research use only.")
-        note.setWordWrap(True)
-        layout.addWidget(note)
-        layout.addStretch()
-        self._fill_models()
-
     def _fill_models(self, *_: object) -> None:
         """The model menu for the chosen sequence (all families for Auto), keeping the current model
         where it is still offered; the Compare button names the family's networks."""
@@ -499,39 +334,18 @@ class SegmentationWidget(QWidget):
     def refresh_table(self) -> None:
         """The lesion table of the current result; a score shown above it is marked out of date
         (this runs after every edit, threshold move and new or other result)."""
-        rows = self.lesion_rows()
-        self.table.setRowCount(len(rows))
-        volume = bool(rows) and "centroid_z" in rows[0]
-        if volume:  # the core's lesions in the rows' order, for each one's first and last slice
-            layer = self.current_result()
-            extents = [lesion.bbox[0] for lesion in lesion_table(as_stack(layer.data) != 0)]
-        for i, row in enumerate(rows):
-            z = row.get("centroid_z", row.get("slice_index", 0))
-            size = row.get("volume_mm3") or row.get("area_mm2")
-            size_text = f"{row['size_px']} px" + (f" / {size:.0f} mm{'³' if volume else '²'}" if size else "")
-            mean = row.get("mean_probability")
-            if volume:
-                first, stop = extents[i]
-                where = str(first) if stop - first == 1 else f"{first}–{stop - 1}"
-            else:
-                where = str(row.get("slice_index", 0))  # the slider's own numbers, from 0
-            cells = [str(i + 1), where, size_text, f"{row['centroid_row']:.0f}, {row['centroid_col']:.0f}",
-                     "" if mean is None else f"{mean:.2f}"]
-            for j, text in enumerate(cells):
-                item = QTableWidgetItem(text)
-                item.setData(Qt.UserRole, (float(z), float(row["centroid_row"]), float(row["centroid_col"])))
-                self.table.setItem(i, j, item)
+        layer = self.current_result()
+        self.table.show_lesions(self.lesion_rows(), None if layer is None else as_stack(layer.data) != 0)
         text = self.score_label.text()
         if text and not text.startswith(STALE):
             self.score_label.setText(STALE + text)
 
     def jump_to_lesion(self, row: int, _column: int = 0) -> None:
         """Show the lesion of table row ``row``: its slice, centred in the view."""
-        layer = self.current_result()
-        item = self.table.item(row, 0)
-        if layer is None or item is None:
+        layer, where = self.current_result(), self.table.location(row)
+        if layer is None or where is None:
             return
-        z, r, c = item.data(Qt.UserRole)
+        z, r, c = where
         if layer.ndim == 3:
             step = list(self.viewer.dims.current_step)
             step[0] = int(round(z))
@@ -708,12 +522,3 @@ class SegmentationWidget(QWidget):
 def _safe(name: str) -> str:
     """A layer name as a file name."""
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
-
-
-def legend_html() -> str:
-    """The colour table (``_layers.COLOURS``) as the widget's legend, a line per kind of layer."""
-    def line(names) -> str:
-        return " · ".join(f'<span style="color:{COLOURS[name]}">■</span> {name}' for name in names)
-
-    masks = [name for name in COLOURS if name not in DISAGREEMENT + ERRORS]
-    return f"Masks: {line(masks)}<br>Compare: {line(DISAGREEMENT)}<br>Score, errors: {line(ERRORS)}"
