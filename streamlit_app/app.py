@@ -290,7 +290,7 @@ def main() -> None:
     elif view == "compare":
         compare(backend, case, display, z, settings, networks, choice.sequence)
     elif view == "lesions":
-        views.lesion_table(rows, scan, mask)
+        views.lesion_table(rows, scan)
         views.scores_panel(mask, truth, scan, truth_name)
     elif view == "3d":
         volume_view.volume_panel(scan, display, mask, rows)

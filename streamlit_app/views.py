@@ -8,7 +8,7 @@ import streamlit as st
 
 from metaseg_viewer.errors import InputError
 from metaseg_viewer.evaluation import compare_models, hd95_text, score_against
-from metaseg_viewer.lesions import lesion_table as core_lesions
+from metaseg_viewer.lesions import slice_span
 from metaseg_viewer.model_choice import ModelChoice
 from metaseg_viewer.prediction import Prediction
 from metaseg_viewer.registry import model_label
@@ -44,7 +44,7 @@ def overlay_of(display: np.ndarray, mask: np.ndarray, z: int, settings: dict) ->
                    outline=settings["outline"])
 
 
-def lesion_frame(rows: list[dict], scan: Scan, mask: np.ndarray) -> pd.DataFrame:
+def lesion_frame(rows: list[dict], scan: Scan) -> pd.DataFrame:
     """The core's lesion rows as a reader sees them: headers with units, volumes in mL, slices
     numbered from 0 (as the page's slider, napari's and the CSV), each 3-D lesion's first–last
     slice, and blank where a value is unknown (no spacing, no world position). Row and column are
@@ -58,8 +58,7 @@ def lesion_frame(rows: list[dict], scan: Scan, mask: np.ndarray) -> pd.DataFrame
             frame[header] = [None if v is None else v * scale for v in values]
 
     if scan.is_volume:
-        extents = [lesion.bbox[0] for lesion in core_lesions(mask)]  # same lesions, same order as rows
-        frame["Slices"] = [f"{start}" if stop - start == 1 else f"{start}–{stop - 1}" for start, stop in extents]
+        frame["Slices"] = [slice_span(row) for row in rows]
         column("Voxels", "size_px")
         column("Volume (mL)", "volume_mm3", 1e-3)
         column("Centroid slice", "centroid_z")
@@ -79,13 +78,13 @@ def lesion_frame(rows: list[dict], scan: Scan, mask: np.ndarray) -> pd.DataFrame
     return frame
 
 
-def lesion_table(rows: list[dict], scan: Scan, mask: np.ndarray) -> None:
+def lesion_table(rows: list[dict], scan: Scan) -> None:
     if not rows:
         st.info("No lesion at this threshold and minimum size.")
         return
     st.markdown(f"**{len(rows)} lesion{'s' if len(rows) != 1 else ''}**"
                 + ("" if scan.spacing is not None else " (sizes in pixels: the file gives no pixel spacing)"))
-    st.dataframe(lesion_frame(rows, scan, mask), hide_index=True, width="stretch")
+    st.dataframe(lesion_frame(rows, scan), hide_index=True, width="stretch")
     st.caption("Slices, rows and columns count from 0, as the slice slider, napari and the lesion CSV.")
 
 

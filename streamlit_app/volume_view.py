@@ -50,7 +50,7 @@ def volume_panel(scan: Scan, display: np.ndarray, mask: np.ndarray, rows: list[d
         st.caption(f"The 3-D view needs a volume (NIfTI or a DICOM series); this input is {what}.")
         return
     lesions, head = surfaces(mask, display, scan.spacing)
-    frame = lesion_frame(rows, scan, mask) if rows else pd.DataFrame()
+    frame = lesion_frame(rows, scan) if rows else pd.DataFrame()
     left, right = st.columns([3, 2])
     selected = None
     if rows:

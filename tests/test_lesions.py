@@ -306,9 +306,10 @@ def test_lesions_to_rows() -> None:
     volume = _mask((3, 4, 4), np.s_[0:2, 1, 2])  # centroid (0.5, 1, 2)
     rows_3d = lesions_to_rows(lesion_table(volume, np.full(volume.shape, 0.25), (2.0, 1.0, 1.0)))
     assert list(rows_3d[0]) == [
-        "label", "size_px", "volume_mm3", "centroid_z", "centroid_row", "centroid_col",
-        "mean_probability",
+        "label", "size_px", "volume_mm3", "first_slice", "last_slice", "centroid_z", "centroid_row",
+        "centroid_col", "mean_probability",
     ]  # fmt: skip
+    assert (rows_3d[0]["first_slice"], rows_3d[0]["last_slice"]) == (0, 1)
     assert (rows_3d[0]["centroid_z"], rows_3d[0]["centroid_row"], rows_3d[0]["centroid_col"]) == (
         0.5, 1.0, 2.0,
     )  # fmt: skip

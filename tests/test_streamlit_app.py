@@ -318,18 +318,18 @@ def test_lesion_table_reads_in_ml_with_zero_based_slices_and_blank_unknowns() ->
     mask[5, 6, 6] = True
     pixels = np.zeros(mask.shape, np.float32)
     scan = Scan(pixels=pixels, spacing=(2.0, 1.0, 1.0), is_volume=True)
-    frame = lesion_frame(lesion_rows(scan, mask, mask.astype(np.float32)), scan, mask)
+    frame = lesion_frame(lesion_rows(scan, mask, mask.astype(np.float32)), scan)
     assert list(frame.columns) == ["Lesion", "Slices", "Voxels", "Volume (mL)", "Centroid slice",
                                    "Centroid row (px)", "Centroid column (px)", "Mean probability"]
     assert list(frame["Slices"]) == ["1–3", "5"] and list(frame["Centroid slice"]) == [2.0, 5.0]
     assert list(frame["Volume (mL)"]) == [0.054, 0.002]
     image = Scan(pixels=np.zeros((1, 8, 8), np.float32), spacing=None)
-    flat = lesion_frame(lesion_rows(image, mask[2:3]), image, mask[2:3])
+    flat = lesion_frame(lesion_rows(image, mask[2:3]), image)
     assert "Area (mm²)" not in flat and "None" not in flat.to_csv() and "Mean probability" not in flat
     stack = Scan(pixels=pixels, spacing=None)
     rows = lesion_rows(stack, mask, mask.astype(np.float32))
     rows[0]["mean_probability"] = None  # one value unknown: blank, not "None"
-    shown = lesion_frame(rows, stack, mask)
+    shown = lesion_frame(rows, stack)
     assert list(shown["Slice"]) == [1, 2, 3, 5] and shown["Mean probability"][0] == ""
     assert "None" not in shown.to_csv() and "nan" not in shown.to_csv()
 

@@ -3,11 +3,10 @@ them, slices as napari's slider counts them (from 0); each row knows where its l
 
 from __future__ import annotations
 
-import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem
 
-from metaseg_viewer.lesions import lesion_table
+from metaseg_viewer.lesions import slice_span
 
 
 class LesionTable(QTableWidget):
@@ -24,22 +23,16 @@ class LesionTable(QTableWidget):
         self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.verticalHeader().setVisible(False)
 
-    def show_lesions(self, rows: list[dict], mask: np.ndarray | None) -> None:
-        """Fill the table with ``rows`` (3-D lesions when they have ``centroid_z``; ``mask`` is
-        the ``(Z, H, W)`` mask they came from, for each 3-D lesion's first and last slice)."""
+    def show_lesions(self, rows: list[dict]) -> None:
+        """Fill the table with ``rows`` (3-D lesions when they have ``centroid_z``)."""
         self.setRowCount(len(rows))
         volume = bool(rows) and "centroid_z" in rows[0]
-        extents = [lesion.bbox[0] for lesion in lesion_table(mask)] if volume and mask is not None else []
         for i, row in enumerate(rows):
             z = row.get("centroid_z", row.get("slice_index", 0))
             size = row.get("volume_mm3") or row.get("area_mm2")
             size_text = f"{row['size_px']} px" + (f" / {size:.0f} mm{'³' if volume else '²'}" if size else "")
             mean = row.get("mean_probability")
-            if volume:
-                first, stop = extents[i]
-                where = str(first) if stop - first == 1 else f"{first}–{stop - 1}"
-            else:
-                where = str(row.get("slice_index", 0))  # the slider's own numbers, from 0
+            where = slice_span(row) if volume else str(row.get("slice_index", 0))  # the slider's numbers, from 0
             cells = [str(i + 1), where, size_text, f"{row['centroid_row']:.0f}, {row['centroid_col']:.0f}",
                      "" if mean is None else f"{mean:.2f}"]
             for j, text in enumerate(cells):

@@ -334,8 +334,7 @@ class SegmentationWidget(QWidget):
     def refresh_table(self) -> None:
         """The lesion table of the current result; a score shown above it is marked out of date
         (this runs after every edit, threshold move and new or other result)."""
-        layer = self.current_result()
-        self.table.show_lesions(self.lesion_rows(), None if layer is None else as_stack(layer.data) != 0)
+        self.table.show_lesions(self.lesion_rows())
         text = self.score_label.text()
         if text and not text.startswith(STALE):
             self.score_label.setText(STALE + text)

@@ -37,6 +37,7 @@ __all__ = [
     "match_lesions",
     "pool_lesion_scores",
     "ranked_labels",
+    "slice_span",
     "remove_small_components",
     "score_match",
 ]
@@ -383,12 +384,19 @@ def lesion_table(
     return lesions
 
 
+def slice_span(row: dict) -> str:
+    """A 3-D lesion row's slices as every app shows them: ``"7"`` or ``"5–9"`` (0-based)."""
+    first, last = row["first_slice"], row["last_slice"]
+    return f"{first}" if first == last else f"{first}–{last}"
+
+
 def lesions_to_rows(lesions: Iterable[Lesion]) -> list[dict[str, float | int | None]]:
     """Flat dicts for CSV or table output, one per lesion.
 
-    Keys: ``label, size_px, area_mm2`` (2-D) or ``volume_mm3`` (3-D) ``, centroid_z`` (3-D
-    only) ``, centroid_row, centroid_col, mean_probability``; centroids are 0-based array indices;
-    ``None`` where a value is unknown.
+    Keys: ``label, size_px, area_mm2`` (2-D) or ``volume_mm3`` (3-D) ``, first_slice,
+    last_slice, centroid_z`` (3-D only: the slices the lesion spans, inclusive) ``, centroid_row,
+    centroid_col, mean_probability``; slices and centroids are 0-based array indices (as napari's
+    slider counts); ``None`` where a value is unknown.
     """
     rows: list[dict[str, float | int | None]] = []
     for lesion in lesions:
@@ -398,6 +406,7 @@ def lesions_to_rows(lesions: Iterable[Lesion]) -> list[dict[str, float | int | N
             ("volume_mm3" if len(lesion.centroid) == 3 else "area_mm2"): lesion.size_mm,
         }
         if len(lesion.centroid) == 3:
+            row["first_slice"], row["last_slice"] = lesion.bbox[0][0], lesion.bbox[0][1] - 1
             row["centroid_z"] = lesion.centroid[0]
         row["centroid_row"] = lesion.centroid[-2]
         row["centroid_col"] = lesion.centroid[-1]
