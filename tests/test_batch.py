@@ -313,3 +313,20 @@ def test_a_checkpoint_whose_card_settings_change_is_redone(shared_data: Path, ti
     (models / "tiny.json").write_text(json.dumps(card))
     redone = run_batch(source, tmp_path / "out", settings, scheduler="none", progress=False).records[0]
     assert redone["status"] == "segmented" and redone["threshold"] == 0.3
+
+
+def test_a_study_that_kills_every_worker_it_is_given_is_a_failed_row(shared_data: Path, tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    source = tmp_path / "archive"
+    lgg_volume(shared_data, source / "v.nii.gz", 10, 3)
+    out = tmp_path / "out"
+    # Loading PyTorch and a model takes more than 250 MiB: Dask's nanny kills the worker each time
+    # (and restarts it), until the scheduler gives up on the study (KilledWorker).
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  memory_limit="250MiB", silence_logs=50) as cluster:
+        report = run_batch(source, out, MODEL, scheduler=cluster.scheduler_address, progress=False)
+    (record,) = report.records
+    assert record["status"] == "failed"
+    assert record["error"].startswith("the Dask workers running this study died each time it was tried")
+    assert [(row["study_id"], row["status"]) for row in summary(out)] == [("v", "failed")]
+    no_temporary_names(out)
