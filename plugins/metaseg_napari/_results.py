@@ -19,9 +19,9 @@ from metaseg_viewer.scan import Scan
 
 _predictors: dict[tuple[str, str], Predictor] = {}
 _load_lock = threading.Lock()
-#: Slices per network call on the CPU. Cancel is checked between calls, so one call must take well
-#: under 2 s: U-Net++ in fp32 with TTA on this project's shared 2-core CPU took 9 s for 8 slices,
-#: 1-4 s for 2; in bf16 a slice costs the same at 1, 2 or 8 per call. A GPU keeps the core's batch.
+#: Slices per network call on the CPU. Cancel is checked between calls, so one call must end well
+#: within 2 s; tests/test_napari_views.py holds Cancel under 2 s in fp32, the slowest precision.
+#: A GPU keeps the core's batch.
 CPU_BATCH_SIZE = 1
 
 
